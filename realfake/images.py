@@ -1,0 +1,226 @@
+"""Open any upload or file safely: one function, used by every entry point.
+
+``load_image`` turns a path, bytes, a file object, a PIL image or a numpy array into an upright RGB
+PIL image, or raises :class:`~realfake.errors.ImageError` with one sentence a person can act on.
+It checks size limits before decoding (so a decompression bomb is never expanded), applies the EXIF
+orientation (so boxes refer to the image as people see it), keeps the first frame of animations,
+composites transparency on white and maps every mode to RGB.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageError
+
+ImageSource = str | os.PathLike | bytes | BinaryIO | Image.Image | np.ndarray
+
+FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
+SUFFIXES = (".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+MAX_FILE_BYTES = 50 * 1024 * 1024
+MAX_PIXELS = 40_000_000
+MIN_SIDE = 20
+BACKGROUND = (255, 255, 255)
+
+# Leading bytes of files that people often mistake for images, to name them in the error.
+_KNOWN_NON_IMAGES = {
+    b"%PDF": "a PDF document",
+    b"PK\x03\x04": "a ZIP archive (or an Office document)",
+    b"<svg": "an SVG drawing",
+    b"<?xml": "an XML file (perhaps SVG)",
+    b"\x00\x00\x00\x18ftypheic": "a HEIC photo",
+    b"\x00\x00\x00\x1cftypheic": "a HEIC photo",
+}
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """An upright RGB image and what was learned while opening it."""
+
+    image: Image.Image
+    format: str | None = None
+    n_frames: int = 1
+
+    @property
+    def first_frame_only(self) -> bool:
+        """True when the source was animated and only its first frame is used."""
+        return self.n_frames > 1
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.image.size
+
+
+def load_image(source: ImageSource) -> LoadedImage:
+    """Open ``source`` as an upright RGB image within the size limits.
+
+    Args:
+        source: a file path, the encoded bytes, a binary file object, a PIL image or a numpy
+            array (H x W, H x W x 3 or H x W x 4; uint8, or float in 0..1).
+
+    Raises:
+        ImageError: the input is missing, not a supported image, corrupt, too large or too small.
+    """
+    if isinstance(source, Image.Image):
+        return _finish(source, fmt=source.format)
+    if isinstance(source, np.ndarray):
+        return _finish(_from_array(source), fmt=None)
+    if isinstance(source, (bytes, bytearray)):
+        if not source:
+            raise ImageError("The file is empty (0 bytes).")
+        return _open_encoded(io.BytesIO(source), len(source))
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.exists():
+            raise ImageError(f"No such file: {path}.")
+        if path.is_dir():
+            raise ImageError(f"{path} is a folder, not an image file.")
+        size = path.stat().st_size
+        if size == 0:
+            raise ImageError("The file is empty (0 bytes).")
+        if size > MAX_FILE_BYTES:
+            raise ImageError(f"The file is {size / 2**20:.0f} MB; the limit is {MAX_FILE_BYTES // 2**20} MB.")
+        with open(path, "rb") as handle:
+            return _open_encoded(handle, size)
+    if hasattr(source, "read"):
+        return _open_encoded(source, None)
+    raise ImageError(f"Cannot read an image from a {type(source).__name__}.")
+
+
+def _open_encoded(handle: BinaryIO, size: int | None) -> LoadedImage:
+    head = handle.read(16)
+    handle.seek(0)
+    if not head:
+        raise ImageError("The file is empty (0 bytes).")
+    with warnings.catch_warnings():
+        # Pillow only warns between its own limit and twice that; we refuse on our budget instead.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(handle, formats=FORMATS)
+        except UnidentifiedImageError:
+            raise ImageError(_not_an_image(handle, head)) from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise ImageError(_too_many_pixels()) from None
+        except (OSError, ValueError, SyntaxError) as error:
+            raise ImageError(f"The image header is corrupt ({_reason(error)}).") from None
+        _check_pixels(image.size)
+        n_frames = getattr(image, "n_frames", 1)
+        try:
+            image.seek(0)
+            image.load()
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise ImageError(_too_many_pixels()) from None
+        except (OSError, ValueError, SyntaxError, EOFError) as error:
+            raise ImageError(f"The {image.format} file is truncated or corrupt ({_reason(error)}).") from None
+    return _finish(image, fmt=image.format, n_frames=n_frames)
+
+
+def _finish(image: Image.Image, fmt: str | None, n_frames: int | None = None) -> LoadedImage:
+    _check_pixels(image.size)
+    if n_frames is None:
+        n_frames = getattr(image, "n_frames", 1)
+        if n_frames > 1:
+            image.seek(0)
+    try:
+        upright = ImageOps.exif_transpose(image)
+    except Exception:  # malformed EXIF must not cost the user the photo
+        upright = image
+    rgb = _to_rgb(upright)
+    width, height = rgb.size
+    if min(width, height) < MIN_SIDE:
+        raise ImageError(
+            f"The image is {width}x{height} pixels; faces cannot be found in images smaller "
+            f"than {MIN_SIDE} pixels on a side."
+        )
+    return LoadedImage(image=rgb, format=fmt, n_frames=n_frames)
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if mode.startswith("I;16") or array.max(initial=0) > 255 else 255.0
+        array = np.clip(array / peak * 255.0, 0, 255).astype(np.uint8)
+        return Image.fromarray(array, mode="L").convert("RGB")
+    if mode == "P" and "transparency" in image.info or mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if mode == "RGB":
+        return image.copy() if image.readonly else image
+    return image.convert("RGB")
+
+
+def _from_array(array: np.ndarray) -> Image.Image:
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise ImageError(f"An image array must be H x W, H x W x 3 or H x W x 4; got shape {array.shape}.")
+    if array.size == 0:
+        raise ImageError(f"The image array is empty (shape {array.shape}).")
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8) * 255
+    elif np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all():
+            raise ImageError("The image array holds NaN or infinite values.")
+        array = np.clip(array * 255.0 if array.max() <= 1.0 else array, 0, 255).astype(np.uint8)
+    elif array.dtype != np.uint8:
+        if not np.issubdtype(array.dtype, np.integer):
+            raise ImageError(f"An image array of dtype {array.dtype} is not supported.")
+        array = np.clip(array, 0, 255).astype(np.uint8)
+    _check_pixels((array.shape[1], array.shape[0]))
+    return Image.fromarray(np.ascontiguousarray(array))
+
+
+def _check_pixels(size: tuple[int, int]) -> None:
+    width, height = size
+    if width * height > MAX_PIXELS:
+        raise ImageError(_too_many_pixels(width, height))
+
+
+def _too_many_pixels(width: int | None = None, height: int | None = None) -> str:
+    budget = f"the limit is {MAX_PIXELS / 1e6:.0f} megapixels"
+    if width is None:
+        return f"The image has too many pixels to decode safely; {budget}."
+    return f"The image is {width}x{height} pixels ({width * height / 1e6:.0f} megapixels); {budget}."
+
+
+def _not_an_image(handle: BinaryIO, head: bytes) -> str:
+    supported = "use JPEG, PNG, WebP, BMP, TIFF or GIF"
+    for magic, what in _KNOWN_NON_IMAGES.items():
+        if head.startswith(magic) or head.lstrip().startswith(magic):
+            return f"The file is {what}, not an image; {supported}."
+    other = _identify(handle)
+    if other:
+        return f"{other} images are not supported; {supported}."
+    if _looks_like_text(head):
+        return f"The file holds text, not an image; {supported}."
+    return f"The file is not an image in a supported format; {supported}."
+
+
+def _identify(handle: BinaryIO) -> str | None:
+    """The name of an image format Pillow knows but we do not accept (reads the header only)."""
+    handle.seek(0)
+    try:
+        with Image.open(handle) as other:
+            return other.format
+    except Exception:  # anything unidentifiable is simply not an image
+        return None
+
+
+def _looks_like_text(head: bytes) -> bool:
+    text = head.decode("utf-8", errors="ignore")  # the 16 bytes may end inside a character
+    return len(text) >= len(head) // 2 and all(ch.isprintable() or ch in "\t\r\n" for ch in text)
+
+
+def _reason(error: BaseException) -> str:
+    text = str(error).strip().rstrip(".") or type(error).__name__
+    return text.splitlines()[0]
