@@ -1,0 +1,144 @@
+"""The real/fake face classifier: a transformers image classifier and its own image processor.
+
+Loaded from a Hub id (optionally at a pinned revision) or a local folder, safetensors weights only,
+never remote code. The model's ``id2label`` must name ``real`` and ``fake``; the decision threshold
+and the crop margin the model was trained with live in its config, so they travel with the weights.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+from .errors import ModelError
+from .faces import CROP_MARGIN
+
+logger = logging.getLogger(__name__)
+
+LABELS = ("real", "fake")
+THRESHOLD_KEY = "realfake_threshold"
+CROP_MARGIN_KEY = "realfake_crop_margin"
+DEFAULT_THRESHOLD = 0.5
+BATCH_SIZE = 32
+
+
+class FaceClassifier:
+    """Scores face crops with the probability that they were generated.
+
+    Build one with :meth:`from_pretrained`.
+    """
+
+    def __init__(self, model, processor, name: str, revision: str | None = None) -> None:
+        self.model = model.eval()
+        self.processor = processor
+        self.name = name
+        self.revision = revision
+        labels = {str(label).lower(): int(index) for index, label in model.config.id2label.items()}
+        missing = [label for label in LABELS if label not in labels]
+        if missing:
+            found = ", ".join(sorted(labels)) or "none"
+            raise ModelError(
+                f"Model {name} is not a real/fake classifier: its labels ({found}) "
+                f"lack {' and '.join(missing)}."
+            )
+        self._indices = [labels["real"], labels["fake"]]
+
+    @classmethod
+    def from_pretrained(
+        cls, name_or_path: str | os.PathLike, revision: str | None = None, device: str | None = None
+    ) -> FaceClassifier:
+        """Load a classifier from a local folder or a Hub model id.
+
+        Raises:
+            ModelError: the model cannot be found or loaded, or is not a real/fake classifier.
+        """
+        name = str(name_or_path)
+        if _looks_like_path(name) and not Path(name).is_dir():
+            raise ModelError(f"No model folder at {name}.")
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            model = AutoModelForImageClassification.from_pretrained(
+                name,
+                revision=revision,
+                use_safetensors=True,
+                trust_remote_code=False,
+                dtype=torch.float32,
+            )
+            processor = AutoImageProcessor.from_pretrained(name, revision=revision, trust_remote_code=False)
+        except (OSError, ValueError, KeyError) as error:
+            raise ModelError(_load_failure(name, error)) from None
+        logger.info("Loaded classifier %s%s", name, f"@{revision}" if revision else "")
+        return cls(model.to(device), processor, name=name, revision=revision)
+
+    @property
+    def threshold(self) -> float:
+        """The fake-probability above which a face is called fake, as set by training."""
+        return float(getattr(self.model.config, THRESHOLD_KEY, None) or DEFAULT_THRESHOLD)
+
+    @property
+    def crop_margin(self) -> float:
+        """The crop margin the model was trained with (see :func:`realfake.faces.crop_box`)."""
+        margin = getattr(self.model.config, CROP_MARGIN_KEY, None)
+        return CROP_MARGIN if margin is None else float(margin)
+
+    @property
+    def input_size(self) -> int:
+        """The side of the square crop to hand the processor."""
+        size = self.processor.size
+        get = size.get if isinstance(size, dict) else lambda key: getattr(size, key, None)
+        for key in ("height", "shortest_edge", "longest_edge"):
+            if get(key):
+                return int(get(key))
+        return int(getattr(self.model.config, "image_size", 224))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @torch.inference_mode()
+    def fake_probabilities(self, crops: Sequence[Image.Image], batch_size: int = BATCH_SIZE) -> np.ndarray:
+        """P(fake) for each crop, in order, as float64 in [0, 1]."""
+        scores = []
+        for start in range(0, len(crops), batch_size):
+            inputs = self.processor(images=list(crops[start : start + batch_size]), return_tensors="pt")
+            logits = self.model(pixel_values=inputs["pixel_values"].to(self.device)).logits
+            pair = logits[:, self._indices].float()
+            scores.append(torch.softmax(pair, dim=-1)[:, 1].cpu().numpy())
+        if not scores:
+            return np.zeros(0, dtype=np.float64)
+        return np.concatenate(scores).astype(np.float64)
+
+
+def _looks_like_path(name: str) -> bool:
+    # A Hub id is "name" or "owner/name"; anything else that names a place on disk is a path.
+    return Path(name).exists() or name.startswith((".", "~", "/")) or name.count("/") > 1
+
+
+def _load_failure(name: str, error: BaseException) -> str:
+    text = str(error)
+    if Path(name).is_dir():
+        if "safetensors" in text or "model.safetensors" in text:
+            return f"Model folder {name} has no model.safetensors (only safetensors weights are loaded)."
+        return f"Model folder {name} could not be loaded: {_first_line(text)}."
+    if (
+        os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+        or "offline" in text.lower()
+        or "connect" in text.lower()
+        or "cache" in text.lower()
+    ):
+        return (
+            f"Model {name} is not in the local Hugging Face cache and the Hub cannot be reached; "
+            "connect once to download it, or pass a local model folder."
+        )
+    return f"Model {name} could not be loaded from the Hugging Face Hub: {_first_line(text)}."
+
+
+def _first_line(text: str) -> str:
+    return (text.strip().splitlines() or ["unknown error"])[0].rstrip(".")
