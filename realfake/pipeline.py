@@ -1,0 +1,200 @@
+"""Image in, verdict per face out: detection, the shared crop, and batched classification."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .classifier import FaceClassifier
+from .errors import ImageError, ModelError
+from .faces import Box, FaceDetector, crop_face, whole_frame
+from .images import ImageSource, load_image
+
+logger = logging.getLogger(__name__)
+
+MODEL_ENV = "REALFAKE_MODEL"
+REVISION_ENV = "REALFAKE_MODEL_REVISION"
+DEFAULT_MODEL_DIR = Path(__file__).parent / "model"
+FILE_BATCH = 8
+
+
+@dataclass(frozen=True)
+class FaceVerdict:
+    """One face: where it is, how sure MTCNN is that it is a face, and how likely it is fake."""
+
+    box: Box
+    detection_score: float
+    fake_probability: float
+    label: str
+
+    def to_dict(self) -> dict:
+        return {
+            "box": [round(v, 2) for v in self.box],
+            "detection_score": round(self.detection_score, 6),
+            "fake_probability": round(self.fake_probability, 6),
+            "label": self.label,
+        }
+
+
+@dataclass
+class ImageResult:
+    """The outcome for one input file: its faces, or the one-sentence reason it failed."""
+
+    path: str
+    width: int | None = None
+    height: int | None = None
+    faces: list[FaceVerdict] = field(default_factory=list)
+    error: str | None = None
+    first_frame_only: bool = False
+
+    def to_dict(self) -> dict:
+        result = asdict(self)
+        result["faces"] = [face.to_dict() for face in self.faces]
+        return result
+
+
+class Detector:
+    """Finds every face in an image and scores each with the classifier.
+
+    Build one with :func:`realfake.load_detector`.
+    """
+
+    def __init__(
+        self,
+        classifier: FaceClassifier,
+        faces: FaceDetector | None = None,
+        threshold: float | None = None,
+    ) -> None:
+        self.classifier = classifier
+        self.faces = faces or FaceDetector(device=classifier.device)
+        self.threshold = classifier.threshold if threshold is None else float(threshold)
+
+    def predict(self, image: ImageSource) -> list[FaceVerdict]:
+        """Every face in ``image`` (a path, PIL image, numpy array or bytes), most confident first.
+
+        Raises:
+            ImageError: the image cannot be read (see :func:`realfake.images.load_image`).
+        """
+        return self.predict_batch([image])[0]
+
+    def predict_batch(self, images: Sequence[ImageSource]) -> list[list[FaceVerdict]]:
+        """:meth:`predict` for several images, detected and classified in batches."""
+        loaded = [load_image(image).image for image in images]
+        return self._verdicts(loaded, self.faces.detect_batch(loaded))
+
+    def predict_files(
+        self, paths: Iterable[str | os.PathLike], batch_size: int = FILE_BATCH
+    ) -> Iterator[ImageResult]:
+        """One :class:`ImageResult` per path, in order; a file that fails does not stop the rest."""
+        pending: list[tuple[ImageResult, Image.Image]] = []
+        for path in paths:
+            result = ImageResult(path=str(path))
+            try:
+                loaded = load_image(path)
+            except ImageError as error:
+                result.error = str(error)
+                yield from self._flush(pending)
+                pending = []
+                yield result
+                continue
+            result.width, result.height = loaded.size
+            result.first_frame_only = loaded.first_frame_only
+            pending.append((result, loaded.image))
+            if len(pending) >= batch_size:
+                yield from self._flush(pending)
+                pending = []
+        yield from self._flush(pending)
+
+    def score_image(self, image: Image.Image) -> tuple[float, bool]:
+        """The fake probability of the most confident face, and whether a face was found.
+
+        Where no face is found, the whole frame is scored instead, so every image gets a score.
+        """
+        return self.score_images([image])[0]
+
+    def score_images(self, images: Sequence[Image.Image]) -> list[tuple[float, bool]]:
+        """:meth:`score_image` for several RGB images, in batches."""
+        detections = self.faces.detect_batch(images)
+        boxes = [found[0].box if found else whole_frame(img) for img, found in zip(images, detections)]
+        scores = self._classify(images, boxes)
+        return [(float(score), bool(found)) for score, found in zip(scores, detections)]
+
+    def _flush(self, pending: list[tuple[ImageResult, Image.Image]]) -> list[ImageResult]:
+        if not pending:
+            return []
+        images = [image for _, image in pending]
+        try:
+            for (result, _), verdicts in zip(
+                pending, self._verdicts(images, self.faces.detect_batch(images))
+            ):
+                result.faces = verdicts
+        except Exception:  # one pathological image must not cost the others their results
+            logger.debug("Batch failed; retrying its images one at a time", exc_info=True)
+            for result, image in pending:
+                try:
+                    result.faces = self._verdicts([image], self.faces.detect_batch([image]))[0]
+                except Exception as error:
+                    logger.debug("Image %s failed", result.path, exc_info=True)
+                    result.error = f"Face detection failed on this image ({type(error).__name__})."
+        return [result for result, _ in pending]
+
+    def _verdicts(self, images: Sequence[Image.Image], detections) -> list[list[FaceVerdict]]:
+        owners = [i for i, found in enumerate(detections) for _ in found]
+        faces = [face for found in detections for face in found]
+        scores = self._classify([images[i] for i in owners], [face.box for face in faces])
+        verdicts: list[list[FaceVerdict]] = [[] for _ in images]
+        for owner, face, score in zip(owners, faces, scores):
+            verdicts[owner].append(
+                FaceVerdict(
+                    box=face.box,
+                    detection_score=face.score,
+                    fake_probability=float(score),
+                    label="fake" if score >= self.threshold else "real",
+                )
+            )
+        return verdicts
+
+    def _classify(self, images: Sequence[Image.Image], boxes: Sequence[Box]) -> np.ndarray:
+        size, margin = self.classifier.input_size, self.classifier.crop_margin
+        crops = [crop_face(image, box, size, margin) for image, box in zip(images, boxes)]
+        return self.classifier.fake_probabilities(crops)
+
+
+def load_detector(
+    model: str | os.PathLike | None = None,
+    revision: str | None = None,
+    threshold: float | None = None,
+    device: str | None = None,
+) -> Detector:
+    """Load the face detector and a real/fake classifier, ready to :meth:`~Detector.predict`.
+
+    Args:
+        model: a Hub model id, a local model folder, or None for the ``REALFAKE_MODEL``
+            environment variable, else the default model bundled with realfake.
+        revision: a Hub revision (branch, tag or commit) to pin; None reads
+            ``REALFAKE_MODEL_REVISION`` when the model comes from the environment.
+        threshold: overrides the model's own decision threshold.
+        device: torch device; None picks CUDA when available.
+
+    Raises:
+        ModelError: no model is given and none is bundled, or the model cannot be loaded.
+    """
+    if model is None and os.environ.get(MODEL_ENV):
+        model = os.environ[MODEL_ENV]
+        revision = revision or os.environ.get(REVISION_ENV) or None
+    if model is None:
+        if not (DEFAULT_MODEL_DIR / "config.json").is_file():
+            raise ModelError(
+                "No model given and no default model bundled with this copy of realfake; pass "
+                f"--model (a Hub id or a folder), set {MODEL_ENV}, or train one with train/train.py."
+            )
+        model = DEFAULT_MODEL_DIR
+    return Detector(
+        FaceClassifier.from_pretrained(model, revision=revision, device=device), threshold=threshold
+    )
