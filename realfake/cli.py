@@ -1,0 +1,393 @@
+"""The ``realfake`` command line: ``predict`` faces in files and folders, ``evaluate`` a labelled set."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .errors import ImageError, RealfakeError
+from .images import SUFFIXES, load_image
+
+logger = logging.getLogger("realfake")
+
+PROGRESS_MIN_FILES = 4
+EXIT_OK, EXIT_INPUT_FAILED, EXIT_USAGE = 0, 1, 2
+
+MODEL_HELP = (
+    "classifier to use: a Hugging Face Hub model id (optionally NAME@REVISION) or a local model "
+    "folder; default: $REALFAKE_MODEL, else the model bundled with realfake"
+)
+
+PREDICT_DESCRIPTION = """\
+Find every face in each image, and say for each whether it looks real or generated.
+
+PATH is an image file or a folder; folders are searched recursively for .jpg, .jpeg, .png,
+.webp, .bmp, .tif, .tiff and .gif files. Files named on the command line are read whatever
+their extension. Each face gets its box (x1, y1, x2, y2 in pixels of the upright image), the
+face detector's confidence, the probability that it is generated (fake_probability, 0 to 1)
+and a label: "fake" when that probability reaches the decision threshold, else "real".
+
+A file that cannot be read is reported with a one-sentence reason and the run goes on."""
+
+PREDICT_EPILOG = """\
+output:
+  Without --json, one line per file. With --json, one JSON list on stdout, an object per file:
+    {"path", "width", "height", "faces": [{"box", "detection_score",
+     "fake_probability", "label"}], "error", "first_frame_only"}
+  "error" is null when the file was read. Animated images are judged on their first frame
+  ("first_frame_only": true).
+
+exit status:
+  0  every file was read (with or without faces)
+  1  at least one file could not be read
+  2  bad usage, or the model could not be loaded
+
+examples:
+  python -m realfake predict photo.jpg
+  python -m realfake predict photos/ --json > verdicts.json
+  python -m realfake predict photos/ --annotate boxed/ --model ./my-model
+"""
+
+EVALUATE_DESCRIPTION = """\
+Measure the classifier on a labelled folder: DATA_DIR/real/ and DATA_DIR/fake/ (searched
+recursively). Each image is scored by its most confident face; an image where no face is found
+is scored on the whole frame and counted in no_face. Unreadable files are counted and skipped.
+
+Reports accuracy, precision, recall and F1 (fake is the positive class) at the decision
+threshold, and the threshold-free ROC AUC and equal error rate (EER)."""
+
+EVALUATE_EPILOG = """\
+output:
+  A table, or with --json one JSON object with n_images, no_face, unreadable, accuracy,
+  precision, recall, f1, roc_auc, eer, eer_threshold, threshold, tp, fp, tn, fn, n_real,
+  n_fake, model and errors (a list of {"path", "error"}). Undefined values are null.
+
+exit status:
+  0  the evaluation ran (unreadable files are reported, not fatal)
+  2  bad usage, a missing real/ or fake/ folder, or a model that could not be loaded
+
+examples:
+  python -m realfake evaluate ../shared/data/faces --json
+  python -m realfake evaluate holdout/ --model my-org/realfake-convnext --threshold 0.6
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="python -m realfake",
+        description="Find faces in photos and tell whether each is real or GAN-generated.",
+        epilog="Run 'python -m realfake COMMAND --help' for the options of a command.",
+        formatter_class=formatter,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what is loaded and done")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    predict = commands.add_parser(
+        "predict",
+        help="find and judge every face in images",
+        description=PREDICT_DESCRIPTION,
+        epilog=PREDICT_EPILOG,
+        formatter_class=formatter,
+    )
+    predict.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
+    predict.add_argument("--json", action="store_true", help="print one JSON list on stdout")
+    predict.add_argument(
+        "--annotate",
+        metavar="OUT_DIR",
+        type=Path,
+        help="also write each image with its boxes and labels drawn, as PNG, into OUT_DIR",
+    )
+    _add_model_arguments(predict)
+    predict.set_defaults(run=run_predict)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="measure accuracy and ROC AUC on a real/ and fake/ folder",
+        description=EVALUATE_DESCRIPTION,
+        epilog=EVALUATE_EPILOG,
+        formatter_class=formatter,
+    )
+    evaluate.add_argument("data_dir", metavar="DATA_DIR", type=Path, help="folder with real/ and fake/")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    _add_model_arguments(evaluate)
+    evaluate.set_defaults(run=run_evaluate)
+    return parser
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", metavar="M", help=MODEL_HELP)
+    parser.add_argument(
+        "--threshold",
+        metavar="T",
+        type=_probability,
+        help="call a face fake at or above this probability (default: the model's own)",
+    )
+    parser.add_argument(
+        "--batch-size", metavar="N", type=_positive_int, default=8, help="images per batch (default: 8)"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("realfake: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO if args.verbose else logging.WARNING)
+    _quiet_dependencies(args.verbose)
+    try:
+        return args.run(args)
+    except RealfakeError as error:
+        print(f"realfake: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("realfake: interrupted", file=sys.stderr)
+        return 130
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    detector = _load(args)
+    inputs, missing = collect_images(args.paths)
+    if args.annotate:
+        args.annotate.mkdir(parents=True, exist_ok=True)
+    results = []
+    names = _OutputNames(dict(inputs))
+    progress = _progress(len(inputs), "predict")
+    for result in detector.predict_files((path for path, _ in inputs), batch_size=args.batch_size):
+        progress.update()
+        if args.annotate and result.error is None:
+            _write_annotated(result, args.annotate / names.claim(result.path))
+        results.append(result)
+        if not args.json:
+            tqdm.write(_describe(result), file=sys.stdout)
+    progress.close()
+    objects = [result.to_dict() for result in results]
+    for path, message in missing:
+        objects.append(
+            {
+                "path": path,
+                "width": None,
+                "height": None,
+                "faces": [],
+                "error": message,
+                "first_frame_only": False,
+            }
+        )
+        if not args.json:
+            print(f"{path}: error: {message}")
+    if args.json:
+        json.dump(objects, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    failed = sum(1 for obj in objects if obj["error"])
+    if failed:
+        logger.warning("%d of %d inputs could not be read", failed, len(objects))
+    return EXIT_INPUT_FAILED if failed else EXIT_OK
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from .metrics import RealFakeMetrics
+
+    data_dir: Path = args.data_dir
+    for cls in ("real", "fake"):
+        if not (data_dir / cls).is_dir():
+            raise RealfakeError(
+                f"{data_dir} must hold a {cls}/ folder (and a {'fake' if cls == 'real' else 'real'}/ one)."
+            )
+    files = [(path, label) for label, cls in enumerate(("real", "fake")) for path in _walk(data_dir / cls)]
+    if not files:
+        raise RealfakeError(f"{data_dir}/real and {data_dir}/fake hold no image files.")
+    detector = _load(args)
+    scores, labels, no_face, errors = [], [], 0, []
+    progress = _progress(len(files), "evaluate")
+    for batch in _chunks(files, args.batch_size):
+        images, batch_labels = [], []
+        for path, label in batch:
+            try:
+                images.append(load_image(path).image)
+                batch_labels.append(label)
+            except ImageError as error:
+                errors.append({"path": str(path), "error": str(error)})
+        for (score, found), label in zip(detector.score_images(images), batch_labels):
+            scores.append(score)
+            labels.append(label)
+            no_face += not found
+        progress.update(len(batch))
+    progress.close()
+    if not scores:
+        raise RealfakeError(f"No image in {data_dir} could be read.")
+    metrics = RealFakeMetrics().compute(predictions=scores, references=labels, threshold=detector.threshold)
+    report = {
+        "n_images": len(scores),
+        "no_face": no_face,
+        "unreadable": len(errors),
+        **metrics,
+        "model": detector.classifier.name,
+        "errors": errors,
+    }
+    report = {key: None if isinstance(v, float) and math.isnan(v) else v for key, v in report.items()}
+    if args.json:
+        json.dump(report, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(_evaluation_table(report))
+    return EXIT_OK
+
+
+def collect_images(paths: Iterable[str]) -> tuple[list[tuple[Path, Path]], list[tuple[str, str]]]:
+    """Expand files and folders into (image file, the argument it came from), and the failures."""
+    found, missing = [], []
+    for arg in paths:
+        root = Path(arg)
+        if root.is_dir():
+            files = _walk(root)
+            if not files:
+                missing.append((arg, "The folder holds no image files."))
+            found.extend((path, root) for path in files)
+        else:  # a missing file is reported in its place by the loader
+            found.append((root, root.parent))
+    return found, missing
+
+
+def _walk(folder: Path) -> list[Path]:
+    return sorted(
+        path
+        for path in folder.rglob("*")
+        if path.suffix.lower() in SUFFIXES
+        and path.is_file()
+        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+    )
+
+
+def _load(args: argparse.Namespace):
+    from .pipeline import load_detector
+
+    model, revision = args.model, None
+    if model and "@" in model and not Path(model).exists():
+        model, revision = model.rsplit("@", 1)
+    return load_detector(model, revision=revision, threshold=args.threshold)
+
+
+def _write_annotated(result, out_path: Path) -> None:
+    from .annotate import draw_verdicts
+
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        draw_verdicts(load_image(result.path).image, result.faces).save(out_path)
+    except OSError as error:
+        logger.warning("Could not write %s: %s", out_path, error)
+
+
+class _OutputNames:
+    """Names under --annotate that mirror the inputs and never overwrite each other."""
+
+    def __init__(self, roots: dict[Path, Path]) -> None:
+        self._roots = roots
+        self._taken: set[Path] = set()
+
+    def claim(self, path: str) -> Path:
+        path = Path(path)
+        relative = path.relative_to(self._roots.get(path, path.parent))
+        candidate, n = relative.with_suffix(".png"), 1
+        while candidate in self._taken:
+            n += 1
+            candidate = relative.with_name(f"{relative.stem}-{n}.png")
+        self._taken.add(candidate)
+        return candidate
+
+
+def _describe(result) -> str:
+    if result.error:
+        return f"{result.path}: error: {result.error}"
+    from .annotate import caption
+
+    if not result.faces:
+        return f"{result.path}: no face found"
+    parts = [f"{caption(face)} at ({', '.join(f'{v:.0f}' for v in face.box)})" for face in result.faces]
+    count = f"{len(result.faces)} face{'s' if len(result.faces) != 1 else ''}"
+    return f"{result.path}: {count}: " + "; ".join(parts)
+
+
+def _evaluation_table(report: dict) -> str:
+    def fmt(value) -> str:
+        return "n/a" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+
+    rows = [
+        ("model", report["model"]),
+        ("images", f"{report['n_images']} ({report['n_real']} real, {report['n_fake']} fake)"),
+        ("no face found", report["no_face"]),
+        ("unreadable", report["unreadable"]),
+        ("threshold", fmt(report["threshold"])),
+        ("accuracy", fmt(report["accuracy"])),
+        ("precision", fmt(report["precision"])),
+        ("recall", fmt(report["recall"])),
+        ("F1", fmt(report["f1"])),
+        ("ROC AUC", fmt(report["roc_auc"])),
+        ("EER", fmt(report["eer"])),
+        ("confusion", f"tp {report['tp']}  fp {report['fp']}  tn {report['tn']}  fn {report['fn']}"),
+    ]
+    lines = [f"{name:<14} {value}" for name, value in rows]
+    lines += [f"  {e['path']}: {e['error']}" for e in report["errors"]]
+    return "\n".join(lines)
+
+
+def _progress(total: int, what: str) -> tqdm:
+    return tqdm(
+        total=total,
+        desc=what,
+        unit="img",
+        file=sys.stderr,
+        dynamic_ncols=True,
+        disable=total < PROGRESS_MIN_FILES,
+    )
+
+
+def _chunks(items: list, size: int) -> Iterable[list]:
+    for start in range(0, len(items), max(1, size)):
+        yield items[start : start + size]
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
+
+
+def _quiet_dependencies(verbose: bool) -> None:
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    if not verbose:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.set_verbosity_error()
+        transformers_logging.disable_progress_bar()
+        from huggingface_hub.utils import logging as hub_logging
+
+        hub_logging.set_verbosity_error()
+        import datasets
+
+        datasets.disable_progress_bars()
+        datasets.logging.set_verbosity_error()
+        import evaluate
+
+        evaluate.logging.set_verbosity_error()
+        evaluate.disable_progress_bar()

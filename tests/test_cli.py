@@ -1,0 +1,180 @@
+"""``python -m realfake`` end to end, in a subprocess, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from conftest import FAKE_FACES, FIXTURES, NO_FACE, REAL_FACES, run_cli
+from PIL import Image
+from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
+
+import realfake
+from realfake.faces import whole_frame
+from realfake.images import load_image
+
+FACE_KEYS = {"box", "detection_score", "fake_probability", "label"}
+RESULT_KEYS = {"path", "width", "height", "faces", "error", "first_frame_only"}
+
+BAD_FILES = {
+    "b-empty.jpg": (lambda p: p.write_bytes(b""), "The file is empty (0 bytes)."),
+    "d-notes.jpg": (
+        lambda p: p.write_text("just some notes\n"),
+        "The file holds text, not an image; use JPEG, PNG, WebP, BMP, TIFF or GIF.",
+    ),
+    "f-paper.jpg": (
+        lambda p: Image.new("RGB", (50, 50)).save(p, "PDF"),
+        "The file is a PDF document, not an image; use JPEG, PNG, WebP, BMP, TIFF or GIF.",
+    ),
+    "h-cut.jpg": (
+        lambda p: p.write_bytes(REAL_FACES[0].read_bytes()[:4000]),
+        "The JPEG file is truncated or corrupt",
+    ),
+    "j-tiny.png": (
+        lambda p: Image.new("RGB", (12, 12)).save(p),
+        "The image is 12x12 pixels; faces cannot be found in images smaller than 20 pixels on a side.",
+    ),
+    "l-bomb.png": (
+        lambda p: Image.new("1", (7000, 7000)).save(p),
+        "The image is 7000x7000 pixels (49 megapixels); the limit is 40 megapixels.",
+    ),
+    "n-icon.jpg": (
+        lambda p: Image.new("RGB", (32, 32)).save(p, "ICO"),
+        "ICO images are not supported; use JPEG, PNG, WebP, BMP, TIFF or GIF.",
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def mixed_folder(tmp_path_factory):
+    """Good photos interleaved (in sorted order) with every kind of bad file, one sub-folder deep."""
+    folder = tmp_path_factory.mktemp("mixed")
+    (folder / "sub").mkdir()
+    for letter, photo in zip("acegikm", REAL_FACES + FAKE_FACES + [NO_FACE]):
+        shutil.copy(photo, folder / f"{letter}-{photo.name}")
+    shutil.copy(FAKE_FACES[2], folder / "sub" / "z-deep.jpg")
+    for name, (make, _) in BAD_FILES.items():
+        make(folder / name)
+    (folder / "readme.txt").write_text("not an image suffix: skipped when walking a folder")
+    return folder
+
+
+def test_predict_json_on_a_folder_goes_on_past_every_bad_file(tiny_convnext, mixed_folder, tmp_path):
+    done = run_cli(
+        "predict",
+        str(mixed_folder),
+        "--model",
+        str(tiny_convnext),
+        "--json",
+        "--annotate",
+        str(tmp_path / "out"),
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    results = json.loads(done.stdout)
+    by_name = {r["path"].split("/")[-1]: r for r in results}
+    assert len(results) == 7 + 1 + len(BAD_FILES)
+    assert [r["path"] for r in results] == sorted(r["path"] for r in results)
+    for name, (_, message) in BAD_FILES.items():
+        assert by_name[name]["error"].startswith(message), name
+        assert by_name[name]["faces"] == []
+    good = [r for r in results if r["error"] is None]
+    assert len(good) == 8
+    for result in good:
+        assert set(result) == RESULT_KEYS
+        assert len(result["faces"]) == (0 if "coffee" in result["path"] else 1)
+        for face in result["faces"]:
+            assert set(face) == FACE_KEYS
+            x1, y1, x2, y2 = face["box"]
+            assert 0 <= x1 < x2 <= result["width"] and 0 <= y1 < y2 <= result["height"]
+            assert 0 <= face["fake_probability"] <= 1
+    written = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.png"))
+    assert len(written) == 8 and "sub/z-deep.png" in written
+    annotated = np.asarray(Image.open(tmp_path / "out" / f"a-{REAL_FACES[0].name}".replace(".jpg", ".png")))
+    original = np.asarray(load_image(REAL_FACES[0]).image)
+    assert annotated.shape == original.shape and (annotated != original).any()
+
+
+def test_predict_without_json_prints_a_line_per_file(tiny_convnext):
+    done = run_cli("predict", str(REAL_FACES[0]), str(NO_FACE), "--model", str(tiny_convnext))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith(f"{REAL_FACES[0]}: 1 face: ")
+    assert lines[1] == f"{NO_FACE}: no face found"
+
+
+def test_usage_errors_are_one_line(tiny_convnext, tmp_path):
+    done = run_cli("predict", str(REAL_FACES[0]), "--model", str(tmp_path / "no-model-here"))
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"realfake: error: No model folder at {tmp_path / 'no-model-here'}."
+    done = run_cli("predict", str(REAL_FACES[0]), "--threshold", "1.5")
+    assert done.returncode == 2 and "is not between 0 and 1" in done.stderr
+    done = run_cli("evaluate", str(tmp_path), "--model", str(tiny_convnext))
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"realfake: error: {tmp_path} must hold a real/ folder (and a fake/ one)."
+
+
+def test_help_reads_like_a_manual():
+    for command in ("predict", "evaluate"):
+        done = run_cli(command, "--help")
+        assert done.returncode == 0
+        for section in ("usage:", "options:", "output:", "exit status:", "examples:"):
+            assert section in done.stdout
+
+
+def expected_score(detector, path) -> tuple[float, bool]:
+    """The score evaluate should give: the most confident face, else the whole frame."""
+    verdicts = detector.predict(path)
+    if verdicts:
+        return max(verdicts, key=lambda v: v.detection_score).fake_probability, True
+    image = load_image(path).image
+    crop = realfake.crop_face(
+        image, whole_frame(image), detector.classifier.input_size, detector.classifier.crop_margin
+    )
+    return float(detector.classifier.fake_probabilities([crop])[0]), False
+
+
+def test_evaluate_matches_numbers_computed_independently(tiny_convnext, tmp_path):
+    data = tmp_path / "data"
+    (data / "real").mkdir(parents=True)
+    (data / "fake" / "nested").mkdir(parents=True)
+    for photo in REAL_FACES + [FIXTURES / "portraits-1024-1.jpg", NO_FACE]:
+        shutil.copy(photo, data / "real" / photo.name)
+    for photo in FAKE_FACES:
+        shutil.copy(photo, data / "fake" / "nested" / photo.name)
+    (data / "fake" / "broken.jpg").write_bytes(b"%PDF-1.4 not really")
+
+    probe = realfake.load_detector(tiny_convnext)
+    files = sorted((data / "real").glob("*.jpg")) + sorted((data / "fake" / "nested").glob("*.jpg"))
+    labels = [0] * 6 + [1] * len(FAKE_FACES)
+    scored = [expected_score(probe, f) for f in files]
+    scores = np.array([s for s, _ in scored])
+    threshold = float(np.median(scores))  # a cut that splits the scores, so every metric is informative
+    predicted = (scores >= threshold).astype(int)
+
+    done = run_cli(
+        "evaluate", str(data), "--model", str(tiny_convnext), "--threshold", repr(threshold), "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["n_images"] == len(files) and report["n_real"] == 6
+    assert report["no_face"] == 1 and report["unreadable"] == 1
+    assert report["errors"] == [
+        {
+            "path": str(data / "fake" / "broken.jpg"),
+            "error": "The file is a PDF document, not an image; use JPEG, PNG, WebP, BMP, TIFF or GIF.",
+        }
+    ]
+    assert report["threshold"] == pytest.approx(threshold)
+    assert report["accuracy"] == pytest.approx(accuracy_score(labels, predicted))
+    assert report["precision"] == pytest.approx(precision_score(labels, predicted, zero_division=0))
+    assert report["recall"] == pytest.approx(recall_score(labels, predicted, zero_division=0))
+    assert report["f1"] == pytest.approx(f1_score(labels, predicted, zero_division=0))
+    assert report["roc_auc"] == pytest.approx(roc_auc_score(labels, scores), abs=1e-6)
+    assert 0 <= report["eer"] <= 1
+
+    table = run_cli("evaluate", str(data), "--model", str(tiny_convnext))
+    assert table.returncode == 0 and "ROC AUC" in table.stdout and "no face found  1" in table.stdout
