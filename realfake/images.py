@@ -10,6 +10,7 @@ composites transparency on white and maps every mode to RGB.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import warnings
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
 
+logger = logging.getLogger(__name__)
+
 ImageSource = str | os.PathLike | bytes | BinaryIO | Image.Image | np.ndarray
 
 FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
@@ -29,6 +32,7 @@ MAX_FILE_BYTES = 50 * 1024 * 1024
 MAX_PIXELS = 40_000_000
 MIN_SIDE = 20
 BACKGROUND = (255, 255, 255)
+ORIENTATION = 0x0112  # the EXIF tag
 
 # Leading bytes of files that people often mistake for images, to name them in the error.
 _KNOWN_NON_IMAGES = {
@@ -129,10 +133,12 @@ def _finish(image: Image.Image, fmt: str | None, n_frames: int | None = None) ->
         n_frames = getattr(image, "n_frames", 1)
         if n_frames > 1:
             image.seek(0)
+    upright = image
     try:
-        upright = ImageOps.exif_transpose(image)
+        if image.getexif().get(ORIENTATION, 1) != 1:
+            upright = ImageOps.exif_transpose(image)
     except Exception:  # malformed EXIF must not cost the user the photo
-        upright = image
+        logger.debug("Ignoring unreadable EXIF orientation", exc_info=True)
     rgb = _to_rgb(upright)
     width, height = rgb.size
     if min(width, height) < MIN_SIDE:
