@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import logging
 import math
@@ -62,13 +63,16 @@ recursively). Each image is scored by its most confident face; an image where no
 is scored on the whole frame and counted in no_face. Unreadable files are counted and skipped.
 
 Reports accuracy, precision, recall and F1 (fake is the positive class) at the decision
-threshold, and the threshold-free ROC AUC and equal error rate (EER)."""
+threshold, and the threshold-free ROC AUC and equal error rate (EER). When DATA_DIR holds a
+metadata.csv with file_name and source columns (as train/prepare.py reads), accuracy is also
+broken down by source, and --sources restricts the evaluation to some of them."""
 
 EVALUATE_EPILOG = """\
 output:
   A table, or with --json one JSON object with n_images, no_face, unreadable, accuracy,
   precision, recall, f1, roc_auc, eer, eer_threshold, threshold, tp, fp, tn, fn, n_real,
-  n_fake, model and errors (a list of {"path", "error"}). Undefined values are null.
+  n_fake, model, by_source ({source: {"n", "label", "accuracy", "mean_fake_probability"}})
+  and errors (a list of {"path", "error"}). Undefined values are null.
 
 exit status:
   0  the evaluation ran (unreadable files are reported, not fatal)
@@ -76,6 +80,7 @@ exit status:
 
 examples:
   python -m realfake evaluate ../shared/data/faces --json
+  python -m realfake evaluate ../shared/data/faces --sources ffhq-1024 tpdne-2025
   python -m realfake evaluate holdout/ --model my-org/realfake-convnext --threshold 0.6
 """
 
@@ -119,6 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("data_dir", metavar="DATA_DIR", type=Path, help="folder with real/ and fake/")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    evaluate.add_argument(
+        "--sources",
+        nargs="+",
+        metavar="SOURCE",
+        help="only the images of these sources (the source column of DATA_DIR/metadata.csv)",
+    )
     _add_model_arguments(evaluate)
     evaluate.set_defaults(run=run_evaluate)
     return parser
@@ -198,41 +209,44 @@ def run_predict(args: argparse.Namespace) -> int:
 def run_evaluate(args: argparse.Namespace) -> int:
     from .metrics import RealFakeMetrics
 
-    data_dir: Path = args.data_dir
-    for cls in ("real", "fake"):
-        if not (data_dir / cls).is_dir():
-            raise RealfakeError(
-                f"{data_dir} must hold a {cls}/ folder (and a {'fake' if cls == 'real' else 'real'}/ one)."
-            )
-    files = [(path, label) for label, cls in enumerate(("real", "fake")) for path in _walk(data_dir / cls)]
-    if not files:
-        raise RealfakeError(f"{data_dir}/real and {data_dir}/fake hold no image files.")
+    files = _labelled_files(args.data_dir, args.sources)
     detector = _load(args)
-    scores, labels, no_face, errors = [], [], 0, []
+    scored, no_face, errors = [], 0, []
     progress = _progress(len(files), "evaluate")
     for batch in _chunks(files, args.batch_size):
-        images, batch_labels = [], []
-        for path, label in batch:
+        readable = []
+        for item in batch:
             try:
-                images.append(load_image(path).image)
-                batch_labels.append(label)
+                readable.append((item, load_image(item[0]).image))
             except ImageError as error:
-                errors.append({"path": str(path), "error": str(error)})
-        for (score, found), label in zip(detector.score_images(images), batch_labels):
-            scores.append(score)
-            labels.append(label)
+                errors.append({"path": str(item[0]), "error": str(error)})
+        results = detector.score_images([image for _, image in readable])
+        for ((_, label, source), _), (score, found) in zip(readable, results):
+            scored.append((score, label, source))
             no_face += not found
         progress.update(len(batch))
     progress.close()
-    if not scores:
-        raise RealfakeError(f"No image in {data_dir} could be read.")
-    metrics = RealFakeMetrics().compute(predictions=scores, references=labels, threshold=detector.threshold)
+    if not scored:
+        raise RealfakeError(f"No image in {args.data_dir} could be read.")
+    scores, labels, sources = (list(column) for column in zip(*scored))
+    threshold = detector.threshold
+    metrics = RealFakeMetrics().compute(predictions=scores, references=labels, threshold=threshold)
+    by_source = {}
+    for source in sorted(set(sources)):
+        rows = [(s, y) for s, y, src in scored if src == source]
+        by_source[source] = {
+            "n": len(rows),
+            "label": "fake" if rows[0][1] else "real",
+            "accuracy": sum((s >= threshold) == bool(y) for s, y in rows) / len(rows),
+            "mean_fake_probability": sum(s for s, _ in rows) / len(rows),
+        }
     report = {
         "n_images": len(scores),
         "no_face": no_face,
         "unreadable": len(errors),
         **metrics,
         "model": detector.classifier.name,
+        "by_source": by_source,
         "errors": errors,
     }
     report = {key: None if isinstance(v, float) and math.isnan(v) else v for key, v in report.items()}
@@ -242,6 +256,33 @@ def run_evaluate(args: argparse.Namespace) -> int:
     else:
         print(_evaluation_table(report))
     return EXIT_OK
+
+
+def _labelled_files(data_dir: Path, sources: list[str] | None) -> list[tuple[Path, int, str]]:
+    """(file, label, source) under DATA_DIR/real and DATA_DIR/fake; the source from metadata.csv."""
+    for cls in ("real", "fake"):
+        if not (data_dir / cls).is_dir():
+            other = "fake" if cls == "real" else "real"
+            raise RealfakeError(f"{data_dir} must hold a {cls}/ folder (and a {other}/ one).")
+    known = {}
+    metadata = data_dir / "metadata.csv"
+    if metadata.is_file():
+        with open(metadata, newline="") as handle:
+            known = {row["file_name"]: row.get("source") or "" for row in csv.DictReader(handle)}
+    files = []
+    for label, cls in enumerate(("real", "fake")):
+        for path in _walk(data_dir / cls):
+            files.append((path, label, known.get(path.relative_to(data_dir).as_posix()) or cls))
+    if sources:
+        missing = sorted(set(sources) - {source for _, _, source in files})
+        if missing:
+            raise RealfakeError(
+                f"No images of source {', '.join(missing)} in {data_dir} (see its metadata.csv)."
+            )
+        files = [item for item in files if item[2] in sources]
+    if not files:
+        raise RealfakeError(f"{data_dir}/real and {data_dir}/fake hold no image files.")
+    return files
 
 
 def collect_images(paths: Iterable[str]) -> tuple[list[tuple[Path, Path]], list[tuple[str, str]]]:
@@ -337,6 +378,12 @@ def _evaluation_table(report: dict) -> str:
         ("confusion", f"tp {report['tp']}  fp {report['fp']}  tn {report['tn']}  fn {report['fn']}"),
     ]
     lines = [f"{name:<14} {value}" for name, value in rows]
+    if len(report["by_source"]) > 2:
+        lines.append("by source:")
+        lines += [
+            f"  {source:<24} {v['label']:<5} n={v['n']:<6} accuracy {v['accuracy']:.4f}"
+            for source, v in report["by_source"].items()
+        ]
     lines += [f"  {e['path']}: {e['error']}" for e in report["errors"]]
     return "\n".join(lines)
 

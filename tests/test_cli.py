@@ -178,3 +178,31 @@ def test_evaluate_matches_numbers_computed_independently(tiny_convnext, tmp_path
 
     table = run_cli("evaluate", str(data), "--model", str(tiny_convnext))
     assert table.returncode == 0 and "ROC AUC" in table.stdout and "no face found  1" in table.stdout
+
+
+def test_evaluate_by_source_from_metadata(tiny_convnext, tmp_path):
+    data = tmp_path / "data"
+    rows = ["file_name,label,source"]
+    for cls, photos in (("real", REAL_FACES), ("fake", FAKE_FACES)):
+        (data / cls).mkdir(parents=True)
+        for photo in photos:
+            shutil.copy(photo, data / cls / photo.name)
+            rows.append(f"{cls}/{photo.name},{cls},{photo.name.rsplit('-', 1)[0]}")
+    (data / "metadata.csv").write_text("\n".join(rows) + "\n")
+
+    done = run_cli(
+        "evaluate", str(data), "--model", str(tiny_convnext), "--sources", "ffhq-1024", "tpdne-2022", "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["n_images"] == len(REAL_FACES) + 1
+    assert set(report["by_source"]) == {"ffhq-1024", "tpdne-2022"}
+    assert report["by_source"]["ffhq-1024"]["n"] == len(REAL_FACES)
+    assert report["by_source"]["tpdne-2022"]["label"] == "fake"
+
+    done = run_cli("evaluate", str(data), "--model", str(tiny_convnext), "--sources", "midjourney")
+    assert done.returncode == 2
+    assert (
+        done.stderr.strip()
+        == f"realfake: error: No images of source midjourney in {data} (see its metadata.csv)."
+    )
