@@ -1,0 +1,1 @@
+"""Training pipeline: prepare.py crops a face dataset once; train.py fine-tunes the classifier."""
