@@ -1,0 +1,251 @@
+"""train/train.py end to end on tiny data: files, model card, threshold, resume, push, two processes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+from conftest import FIXTURES, REAL_FACES, REPO
+from PIL import Image
+from safetensors import safe_open
+from transformers import TrainerCallback
+
+import realfake
+from train import prepare, train
+from train.card import fmt
+
+TINY = ["--image_size", "32", "--model_config", '{"depths": [1, 1, 1, 1], "hidden_sizes": [8, 8, 16, 16]}']
+SOURCES = {
+    "ffhq": ("real", REAL_FACES),
+    "other-real": ("real", [FIXTURES / "portraits-1024-1.jpg", FIXTURES / "ffhq-thumb128-69000.jpg"]),
+    "tpdne": (
+        "fake",
+        [FIXTURES / n for n in ("tpdne-2022-0002.jpg", "tpdne-2025-fake_3.jpg", "tpdne-128-f1.jpg")],
+    ),
+    "roeishc": ("fake", [FIXTURES / "tpdne-roeishc-0.jpg"]),
+}
+HELDOUT = ["--heldout_sources", "other-real", "roeishc"]
+
+
+@pytest.fixture(scope="module")
+def crops(tmp_path_factory):
+    """Face crops of the fixture photos and their mirror images, four sources, made by prepare.py."""
+    root = tmp_path_factory.mktemp("faces")
+    rows = ["file_name,label,source"]
+    for source, (cls, photos) in SOURCES.items():
+        (root / cls).mkdir(exist_ok=True)
+        for photo in photos:
+            image = Image.open(photo)
+            for suffix, variant in (
+                ("", image),
+                ("-mirror", image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)),
+            ):
+                name = f"{cls}/{photo.stem}{suffix}.jpg"
+                variant.save(root / name, quality=95)
+                rows.append(f"{name},{cls},{source}")
+    (root / "metadata.csv").write_text("\n".join(rows) + "\n")
+    output = tmp_path_factory.mktemp("crops")
+    prepare.main(
+        ["--data_dir", str(root), "--output_dir", str(output), "--crop_size", "40", "--num_proc", "1"]
+    )
+    return output
+
+
+def train_args(crops, output, *extra) -> list[str]:
+    return [
+        "--dataset_dir", str(crops), "--output_dir", str(output), *TINY, *HELDOUT,
+        "--validation_fraction", "0.3", "--per_device_train_batch_size", "4", "--max_steps", "6",
+        "--save_strategy", "steps", "--save_steps", "2", "--logging_steps", "1", "--report_to", "none",
+        "--use_cpu", "true", "--seed", "7", *extra,
+    ]  # fmt: skip
+
+
+class StandInHub:
+    """Records what would be uploaded; the only thing here that is not real is the network."""
+
+    calls: list = []
+
+    def __init__(self, token=None) -> None:
+        self.token = token
+
+    def create_repo(self, repo_id, **kwargs):
+        self.calls.append(("create_repo", repo_id, kwargs))
+
+    def upload_folder(self, repo_id, folder_path, allow_patterns=None, **kwargs):
+        present = sorted(p.name for p in __import__("pathlib").Path(folder_path).iterdir())
+        uploaded = [name for name in present if name in (allow_patterns or present)]
+        self.calls.append(("upload_folder", repo_id, uploaded))
+
+
+class FailingHub(StandInHub):
+    def upload_folder(self, repo_id, folder_path, **kwargs):
+        raise ConnectionError("Connection refused\nmore detail")
+
+
+@pytest.fixture(scope="module")
+def trained(crops, tmp_path_factory):
+    output = tmp_path_factory.mktemp("run")
+    export = tmp_path_factory.mktemp("export") / "model"
+    StandInHub.calls = []
+    patch = pytest.MonkeyPatch()
+    patch.setattr(train, "HfApi", StandInHub)
+    try:
+        metrics = train.main(
+            train_args(
+                crops,
+                output,
+                "--export_dir",
+                str(export),
+                "--save_fp16",
+                "true",
+                "--push_to_hub",
+                "true",
+                "--hub_model_id",
+                "someone/realfake-tiny",
+            )
+        )
+    finally:
+        patch.undo()
+    return output, export, metrics, list(StandInHub.calls)
+
+
+def test_the_model_folder_has_every_file(trained):
+    output, export, _, _ = trained
+    for name in train.MODEL_FILES:
+        assert (output / name).is_file(), name
+    assert sorted(p.name for p in export.iterdir()) == sorted(train.MODEL_FILES)
+    with safe_open(str(export / "model.safetensors"), "pt") as weights:
+        names = weights.keys()
+        assert {str(weights.get_tensor(name).dtype) for name in names} == {"torch.float16"}
+
+
+def test_model_card_metrics_equal_all_results(trained):
+    output, _, metrics, _ = trained
+    results = json.loads((output / "all_results.json").read_text())
+    card = (output / "README.md").read_text()
+    for name in ("random", "heldout"):
+        for key in ("roc_auc", "accuracy", "f1", "eer", "n"):
+            assert results[f"{name}_{key}"] == pytest.approx(metrics[f"{name}_{key}"], nan_ok=True)
+    for label, key in (
+        ("ROC AUC", "roc_auc"),
+        ("accuracy", "accuracy"),
+        ("F1 (fake)", "f1"),
+        ("images", "n"),
+    ):
+        row = re.search(rf"^\| {re.escape(label)} \| (.+) \| (.+) \|$", card, re.MULTILINE)
+        assert row, label
+        assert row.groups() == (fmt(results[f"random_{key}"]), fmt(results[f"heldout_{key}"]))
+    assert f"value: {fmt(results['heldout_roc_auc'])}" in card
+    assert results["heldout_n"] == 6  # every held-out image, none of them trained on
+    assert "![ROC curve](roc_curve.png)" in card and "Intended use and limits" in card
+
+
+def test_the_threshold_travels_in_the_config_to_realfake(trained):
+    output, export, metrics, _ = trained
+    config = json.loads((output / "config.json").read_text())
+    assert config["realfake_threshold"] == pytest.approx(metrics["random_threshold"], abs=1e-6)
+    assert config["realfake_crop_margin"] == 0.3
+    assert config["id2label"] == {"0": "real", "1": "fake"}
+    detector = realfake.load_detector(export)
+    assert detector.threshold == pytest.approx(config["realfake_threshold"])
+    [face] = detector.predict(REAL_FACES[0])
+    assert face.label == ("fake" if face.fake_probability >= detector.threshold else "real")
+
+
+def test_push_uploads_the_model_files_only(trained):
+    _, _, _, calls = trained
+    assert calls[0] == ("create_repo", "someone/realfake-tiny", {"private": None, "exist_ok": True})
+    assert calls[1] == ("upload_folder", "someone/realfake-tiny", sorted(train.MODEL_FILES))
+
+
+def test_a_failed_push_keeps_the_folder_and_says_how_to_retry(trained, caplog):
+    output = trained[0]
+    before = sorted(p.name for p in output.iterdir())
+    with caplog.at_level(logging.ERROR, logger="train"):
+        assert train.push(str(output), "someone/realfake-tiny", api=FailingHub()) is False
+    assert sorted(p.name for p in output.iterdir()) == before
+    [message] = [r.getMessage() for r in caplog.records]
+    assert message.startswith("Could not push to the Hub (ConnectionError: Connection refused).")
+    assert (
+        f"The model is saved in {output}; retry with: hf upload someone/realfake-tiny {output} ." in message
+    )
+
+
+class Crash(TrainerCallback):
+    """Stands for a killed process: stops the run with an error right after ``step``."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise RuntimeError("simulated crash")
+
+
+class StepLog(TrainerCallback):
+    def __init__(self) -> None:
+        self.steps = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.steps.append(state.global_step)
+
+
+def test_a_crashed_run_resumes_from_its_last_checkpoint(crops, tmp_path, caplog):
+    args = train_args(crops, tmp_path / "run")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train.main(args, callbacks=[Crash(step=3)])
+    assert (tmp_path / "run" / "checkpoint-2").is_dir() and not (tmp_path / "run" / "config.json").exists()
+    steps = StepLog()
+    with caplog.at_level(logging.INFO, logger="train"):
+        train.main(args, callbacks=[steps])  # the same command again
+    assert "Resuming from the last checkpoint" in caplog.text
+    assert steps.steps == [3, 4, 5, 6]  # steps 1-2 came from the checkpoint
+    assert json.loads((tmp_path / "run" / "trainer_state.json").read_text())["global_step"] == 6
+    assert (tmp_path / "run" / "model.safetensors").is_file()
+
+
+def test_config_file_with_flag_overrides(crops, tmp_path):
+    config = {
+        "dataset_dir": str(crops),
+        "output_dir": str(tmp_path / "a"),
+        "max_steps": 100,
+        "heldout_sources": ["other-real", "roeishc"],
+        "model_config": {"depths": [1, 1, 1, 1]},
+    }
+    (tmp_path / "c.json").write_text(json.dumps(config))
+    model_args, data_args, training_args = train.parse_args(
+        ["--config", str(tmp_path / "c.json"), "--max_steps", "3"]
+    )
+    assert training_args.max_steps == 3 and data_args.heldout_sources == ["other-real", "roeishc"]
+    assert json.loads(model_args.model_config) == {"depths": [1, 1, 1, 1]}
+
+
+def test_two_processes_on_the_gloo_backend(crops, tmp_path):
+    """The same script under torchrun with two CPU processes (what accelerate launch does on GPUs)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29533",
+        str(REPO / "train" / "train.py"),
+        *train_args(crops, tmp_path / "ddp"),
+        "--ddp_backend",
+        "gloo",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    state = json.loads((tmp_path / "ddp" / "trainer_state.json").read_text())
+    assert state["global_step"] == 6
+    assert state["train_batch_size"] == 4  # per process; 8 images a step across the two
+    assert (tmp_path / "ddp" / "README.md").is_file()
+    shutil.rmtree(tmp_path / "ddp")

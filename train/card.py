@@ -1,0 +1,204 @@
+"""The model card (README.md) and its figures, written next to the trained model."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.metrics import ConfusionMatrixDisplay, roc_curve  # noqa: E402
+
+SET_NAMES = {
+    "random": "random validation split (training sources)",
+    "heldout": "held-out sources (never trained on)",
+}
+ROWS = [
+    ("n", "images"),
+    ("roc_auc", "ROC AUC"),
+    ("eer", "equal error rate"),
+    ("accuracy", "accuracy"),
+    ("precision", "precision (fake)"),
+    ("recall", "recall (fake)"),
+    ("f1", "F1 (fake)"),
+]
+
+
+def fmt(value) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "n/a"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def plot_roc(curves: dict, path: Path) -> None:
+    figure, axis = plt.subplots(figsize=(4.5, 4.5), dpi=100)
+    for name, (scores, labels) in curves.items():
+        if len(set(labels.tolist())) == 2:
+            fpr, tpr, _ = roc_curve(labels, scores)
+            axis.plot(fpr, tpr, label=SET_NAMES.get(name, name))
+    axis.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    axis.set(
+        xlabel="false positive rate (real called fake)",
+        ylabel="true positive rate (fake caught)",
+        title="ROC",
+    )
+    axis.legend(loc="lower right", fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def plot_confusion(scores: np.ndarray, labels: np.ndarray, threshold: float, title: str, path: Path) -> None:
+    figure, axis = plt.subplots(figsize=(4, 3.6), dpi=100)
+    ConfusionMatrixDisplay.from_predictions(
+        labels,
+        (scores >= threshold).astype(int),
+        labels=[0, 1],
+        display_labels=["real", "fake"],
+        ax=axis,
+        colorbar=False,
+    )
+    axis.set_title(title, fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def write_model_card(
+    output_dir,
+    metrics: dict,
+    curves: dict,
+    model_args,
+    data_args,
+    training_args,
+    n_train: int,
+    n_eval: dict,
+    command: str,
+) -> Path:
+    """Write README.md, roc_curve.png and confusion_matrix.png into ``output_dir``."""
+    out = Path(output_dir)
+    threshold = metrics.get("random_threshold", 0.5)
+    plot_roc(curves, out / "roc_curve.png")
+    shown = "heldout" if "heldout" in curves else "random"
+    plot_confusion(
+        *curves[shown],
+        threshold,
+        f"{SET_NAMES[shown]}, threshold {threshold:.3f}",
+        out / "confusion_matrix.png",
+    )
+    config = json.loads((out / "config.json").read_text())
+    base = (
+        model_args.model_name_or_path
+        or f"{model_args.architecture} trained from scratch ({model_args.model_config or 'default size'})"
+    )
+    headline = metrics.get("heldout_roc_auc", metrics.get("random_roc_auc"))
+    sets = [name for name in ("random", "heldout") if f"{name}_n" in metrics]
+    table = ["| metric | " + " | ".join(SET_NAMES[s] for s in sets) + " |", "| --- |" + " --- |" * len(sets)]
+    for key, label in ROWS:
+        table.append(f"| {label} | " + " | ".join(fmt(metrics.get(f"{s}_{key}")) for s in sets) + " |")
+    hyper = {
+        k: getattr(training_args, k)
+        for k in (
+            "num_train_epochs",
+            "max_steps",
+            "per_device_train_batch_size",
+            "learning_rate",
+            "weight_decay",
+            "warmup_steps",
+            "lr_scheduler_type",
+            "seed",
+        )
+    }
+    augmentation = {k: v for k, v in asdict(data_args).items() if k.startswith("aug_")}
+    front = [
+        "---",
+        "library_name: transformers",
+        "pipeline_tag: image-classification",
+        "license: apache-2.0",
+        "tags:",
+        "- image-classification",
+        "- deepfake-detection",
+        "- gan-detection",
+        "- realfake",
+        "model-index:",
+        f"- name: {Path(output_dir).name}",
+        "  results:",
+        "  - task:",
+        "      type: image-classification",
+        "    dataset:",
+        "      name: "
+        + ("held-out sources of the training data" if "heldout" in sets else "random validation split"),
+        "      type: image-folder",
+        "    metrics:",
+        "    - type: roc_auc",
+        f"      value: {fmt(headline)}",
+        "---",
+    ]
+    text = (
+        "\n".join(front)
+        + f"""
+
+# Real or GAN-generated face classifier
+
+Scores a face crop with the probability that it was made by a GAN (StyleGAN2 and similar). Part of
+realfake, which finds every face in a photo with MTCNN, cuts a square crop
+around each (the box's longer side plus {config.get("realfake_crop_margin", 0.3):.0%}) and runs this model on it.
+
+- **Base**: {base}; input {config.get("image_size", "?")} px; labels {config["id2label"]}
+- **Decision threshold**: {threshold:.4f} (`realfake_threshold` in `config.json`): a face is called fake
+  when P(fake) reaches it. Chosen where false positives and false negatives are equally likely on the
+  random validation split.
+- **Held-out ROC AUC**: {fmt(headline)}
+
+## How to use
+
+```python
+import realfake
+detector = realfake.load_detector("PATH_OR_HUB_ID")
+for face in detector.predict("photo.jpg"):
+    print(face.box, face.fake_probability, face.label)
+```
+
+Feed it crops made the same way (realfake's `crop_face`); a tight face box, a whole photo or a
+different margin changes what the model sees and its accuracy.
+
+## Evaluation
+
+Scored at the decision threshold above. {n_train} training crops; validation:
+{", ".join(f"{SET_NAMES[k]}: {v}" for k, v in n_eval.items())}. Held-out sources:
+{", ".join(data_args.heldout_sources) or "none"}.
+
+{chr(10).join(table)}
+
+![ROC curve](roc_curve.png) ![Confusion matrix](confusion_matrix.png)
+
+## Training
+
+```
+{command}
+```
+
+Data: {data_args.dataset_dir or data_args.dataset_name} (face crops from `train/prepare.py`).
+Hyperparameters: {json.dumps(hyper)}.
+Augmentation (random resized crop and flip, colour jitter, then down-and-up scaling, blur and JPEG
+re-compression): {json.dumps(augmentation)}.
+
+## Intended use and limits
+
+For a first opinion on whether a face photo was generated by a GAN, e.g. a profile picture. Not
+proof: a score is a statistical judgement on one crop, and it can be wrong in both directions.
+
+- Trained on StyleGAN2-style faces (thispersondoesnotexist) and real FFHQ/portrait photos. Faces from
+  other generators (diffusion models, newer GANs, face swaps) and edited photos are outside what it
+  has seen; expect lower accuracy there.
+- Small faces (under about 80 px), heavy compression, filters, make-up and unusual lighting lower
+  its accuracy; the validation figures above are on near-frontal, well-lit portraits.
+- Do not use it alone to accuse a person of fraud or to decide on anyone's access to a service.
+"""
+    )
+    (out / "README.md").write_text(text)
+    return out / "README.md"

@@ -1,0 +1,387 @@
+"""Fine-tune a real/fake face classifier on face crops with the Hugging Face Trainer.
+
+    python train/train.py --config train/configs/default.json [--flag value ...]
+    python train/train.py --dataset_dir data/faces-192 --model_name_or_path facebook/convnext-tiny-224 \\
+        --output_dir runs/convnext-tiny --num_train_epochs 5 --push_to_hub --hub_model_id ORG/NAME
+    accelerate launch --num_processes 8 train/train.py --config ...   # many GPUs, same script
+
+The data are crops made by train/prepare.py (a folder from save_to_disk, or a Hub dataset). Validation
+is twofold: a random stratified split of the training sources, and every image of the sources named in
+``--heldout_sources``, which are kept out of training altogether. After training, the decision
+threshold is set where false positives and false negatives are equally likely on the random
+validation split and stored in the model's config (``realfake_threshold``), where realfake reads it;
+both validation sets are then scored at that threshold. The output folder gets the model
+(safetensors), its image processor, ``all_results.json`` and a model card with a ROC curve and a
+confusion matrix. A run killed midway resumes from its last checkpoint when started again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+import transformers
+from huggingface_hub import HfApi
+from transformers import (
+    AutoImageProcessor,
+    AutoModelForImageClassification,
+    HfArgumentParser,
+    Trainer,
+    TrainingArguments,
+    set_seed,
+)
+from transformers.trainer_utils import get_last_checkpoint
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from realfake.architectures import ID2LABEL, LABEL2ID, convnext_from_scratch, vit_from_scratch  # noqa: E402
+from realfake.classifier import CROP_MARGIN_KEY, THRESHOLD_KEY  # noqa: E402
+from realfake.faces import CROP_MARGIN  # noqa: E402
+from realfake.metrics import RealFakeMetrics, equal_error_rate  # noqa: E402
+from train.augment import build_train_augmentation  # noqa: E402
+from train.card import write_model_card  # noqa: E402
+from train.prepare import INFO_FILE  # noqa: E402
+
+logger = logging.getLogger("train")
+
+SCRATCH_BUILDERS = {"convnext": convnext_from_scratch, "vit": vit_from_scratch}
+MODEL_FILES = (
+    "config.json",
+    "model.safetensors",
+    "preprocessor_config.json",
+    "README.md",
+    "roc_curve.png",
+    "confusion_matrix.png",
+    "all_results.json",
+)
+
+
+@dataclass
+class ModelArguments:
+    """Which model to start from: a pretrained checkpoint, or an architecture built from scratch."""
+
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Pretrained checkpoint (Hub id or folder), e.g. facebook/convnext-tiny-224 or "
+            "google/vit-base-patch16-224-in21k. Leave out to train --architecture from scratch."
+        },
+    )
+    model_revision: str = field(default="main", metadata={"help": "Hub revision of the checkpoint."})
+    architecture: str = field(default="convnext", metadata={"help": "From scratch: convnext or vit."})
+    image_size: int = field(default=128, metadata={"help": "From scratch: the input side in pixels."})
+    model_config: str | None = field(
+        default=None,
+        metadata={
+            "help": 'From scratch: JSON config overrides, e.g. {"depths": [2, 2, 6, 2], "hidden_sizes": [40, 80, 160, 320]}.'
+        },
+    )
+    save_fp16: bool = field(
+        default=False, metadata={"help": "Save the final weights in float16 (half the size)."}
+    )
+    export_dir: str | None = field(
+        default=None, metadata={"help": "Also copy the final model files (no checkpoints) to this folder."}
+    )
+
+
+@dataclass
+class DataArguments:
+    """Which crops to train on, how to validate, and how to augment."""
+
+    dataset_dir: str | None = field(default=None, metadata={"help": "Crops saved by train/prepare.py."})
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "Or a Hub dataset of crops (same columns)."}
+    )
+    heldout_sources: list[str] = field(
+        default_factory=list, metadata={"help": "Sources kept out of training and validated on separately."}
+    )
+    validation_fraction: float = field(default=0.1, metadata={"help": "Random validation share of the rest."})
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Truncate training data (debugging)."}
+    )
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate each validation set."})
+    aug_min_scale: float = field(
+        default=0.6, metadata={"help": "Smallest area share of random resized crops."}
+    )
+    aug_color: float = field(default=0.2, metadata={"help": "Colour jitter strength (0: none)."})
+    aug_jpeg_p: float = field(default=0.5, metadata={"help": "Probability of JPEG re-compression."})
+    aug_jpeg_min_quality: int = field(default=30, metadata={"help": "Lowest JPEG quality used."})
+    aug_rescale_p: float = field(default=0.3, metadata={"help": "Probability of down-and-up scaling."})
+    aug_rescale_min: float = field(default=0.35, metadata={"help": "Smallest down-scaling factor."})
+    aug_blur_p: float = field(default=0.2, metadata={"help": "Probability of a slight Gaussian blur."})
+
+    def __post_init__(self) -> None:
+        if (self.dataset_dir is None) == (self.dataset_name is None):
+            raise ValueError("Give exactly one of --dataset_dir and --dataset_name.")
+
+
+def collate_fn(examples: list[dict]) -> dict[str, torch.Tensor]:
+    """Stack transformed examples into a batch for the model."""
+    return {
+        "pixel_values": torch.stack([example["pixel_values"] for example in examples]),
+        "labels": torch.tensor([example["label"] for example in examples]),
+    }
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, TrainingArguments]:
+    """Flags, or ``--config FILE.json`` (a flat JSON object of flags) with optional flags after it."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--config" in argv:
+        at = argv.index("--config")
+        config = json.loads(Path(argv[at + 1]).read_text())
+        argv = [*config_to_flags(config), *argv[:at], *argv[at + 2 :]]  # later flags win
+    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def config_to_flags(config: dict) -> list[str]:
+    flags = []
+    for key, value in config.items():
+        if isinstance(value, list):
+            flags += [f"--{key}", *map(str, value)]
+        elif isinstance(value, dict):
+            flags += [f"--{key}", json.dumps(value)]
+        else:
+            flags += [f"--{key}", str(value)]
+    return flags
+
+
+def load_splits(
+    data_args: DataArguments, seed: int
+) -> tuple[datasets.Dataset, dict[str, datasets.Dataset], float]:
+    """Training data, the validation sets by name, and the crop margin the crops were cut with."""
+    margin = CROP_MARGIN
+    if data_args.dataset_dir:
+        dataset = datasets.load_from_disk(data_args.dataset_dir)
+        info = Path(data_args.dataset_dir) / INFO_FILE
+        if info.is_file():
+            margin = json.loads(info.read_text())["settings"]["crop_margin"]
+    else:
+        dataset = datasets.load_dataset(data_args.dataset_name, split="train")
+    sources = dataset["source"]
+    unknown = set(data_args.heldout_sources) - set(sources)
+    if unknown:
+        raise SystemExit(
+            f"train: error: --heldout_sources {sorted(unknown)} are not in the data; "
+            f"its sources are {sorted(set(sources))}."
+        )
+    heldout_rows = [i for i, s in enumerate(sources) if s in data_args.heldout_sources]
+    rest = dataset.select([i for i, s in enumerate(sources) if s not in data_args.heldout_sources])
+    split = rest.train_test_split(
+        test_size=data_args.validation_fraction, seed=seed, stratify_by_column="label"
+    )
+    train, evals = split["train"], {"random": split["test"]}
+    if heldout_rows:
+        evals["heldout"] = dataset.select(heldout_rows)
+    if data_args.max_train_samples:
+        train = train.shuffle(seed=seed).select(range(min(data_args.max_train_samples, len(train))))
+    if data_args.max_eval_samples:
+        evals = {
+            k: v.shuffle(seed=seed).select(range(min(data_args.max_eval_samples, len(v))))
+            for k, v in evals.items()
+        }
+    return train, evals, margin
+
+
+def build_model(model_args: ModelArguments):
+    """The model and its image processor, with id2label = {0: real, 1: fake}."""
+    if model_args.model_name_or_path:
+        model = AutoModelForImageClassification.from_pretrained(
+            model_args.model_name_or_path,
+            revision=model_args.model_revision,
+            num_labels=2,
+            id2label=ID2LABEL,
+            label2id=LABEL2ID,
+            ignore_mismatched_sizes=True,
+            use_safetensors=True,
+        )
+        processor = AutoImageProcessor.from_pretrained(
+            model_args.model_name_or_path, revision=model_args.model_revision
+        )
+        return model, processor
+    if model_args.architecture not in SCRATCH_BUILDERS:
+        raise SystemExit(f"train: error: --architecture must be one of {sorted(SCRATCH_BUILDERS)}.")
+    overrides = json.loads(model_args.model_config) if model_args.model_config else {}
+    return SCRATCH_BUILDERS[model_args.architecture](image_size=model_args.image_size, **overrides)
+
+
+def fake_scores(logits: np.ndarray) -> np.ndarray:
+    """P(fake) from two-class logits (index 1 is fake by construction)."""
+    return torch.softmax(torch.as_tensor(logits, dtype=torch.float32), dim=-1)[:, LABEL2ID["fake"]].numpy()
+
+
+def compute_metrics(eval_pred) -> dict:
+    """The realfake metrics at 0.5, for evaluation during training."""
+    return RealFakeMetrics().compute(
+        predictions=fake_scores(eval_pred.predictions), references=eval_pred.label_ids
+    )
+
+
+def with_transform(dataset: datasets.Dataset, processor, augment=None) -> datasets.Dataset:
+    def transform(batch: dict) -> dict:
+        images = [image.convert("RGB") for image in batch["image"]]
+        if augment is not None:
+            images = [augment(image) for image in images]
+        batch["pixel_values"] = list(processor(images=images, return_tensors="pt")["pixel_values"])
+        return batch
+
+    dataset.set_transform(transform)
+    return dataset
+
+
+def input_size(processor) -> int:
+    size = processor.size
+    get = size.get if isinstance(size, dict) else lambda key: getattr(size, key, None)
+    return int(get("height") or get("shortest_edge"))
+
+
+def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
+    """Train, choose the threshold, evaluate, save (and push); returns the final metrics.
+
+    ``argv`` replaces the command line; ``callbacks`` are extra ``TrainerCallback`` objects.
+    """
+    model_args, data_args, training_args = parse_args(argv)
+    training_args.remove_unused_columns = False  # the transforms need the "image" column
+    # We push the finished model folder ourselves (model files only, a failure keeps the folder);
+    # Trainer's own push would create the repo at start and upload checkpoints.
+    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
+    logging.basicConfig(
+        format="%(asctime)s %(name)s: %(message)s",
+        level=logging.INFO if training_args.should_log else logging.WARNING,
+    )
+    transformers.utils.logging.set_verbosity_warning()
+    set_seed(training_args.seed)
+
+    train_set, eval_sets, margin = load_splits(data_args, training_args.seed)
+    model, processor = build_model(model_args)
+    model.config.update({CROP_MARGIN_KEY: margin})
+    augment = build_train_augmentation(
+        input_size(processor),
+        min_scale=data_args.aug_min_scale,
+        color=data_args.aug_color,
+        jpeg_p=data_args.aug_jpeg_p,
+        jpeg_quality=(data_args.aug_jpeg_min_quality, 95),
+        rescale_p=data_args.aug_rescale_p,
+        rescale_min=data_args.aug_rescale_min,
+        blur_p=data_args.aug_blur_p,
+    )
+    train_set = with_transform(train_set, processor, augment)
+    eval_sets = {name: with_transform(ds, processor) for name, ds in eval_sets.items()}
+    logger.info("train %d crops; validation %s", len(train_set), {k: len(v) for k, v in eval_sets.items()})
+
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_set,
+        eval_dataset=eval_sets,
+        data_collator=collate_fn,
+        compute_metrics=compute_metrics,
+        processing_class=processor,
+        callbacks=callbacks,
+    )
+    checkpoint = training_args.resume_from_checkpoint
+    last = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
+    if checkpoint is None and last is not None:
+        logger.info("Resuming from the last checkpoint in %s: %s", training_args.output_dir, last)
+        checkpoint = last
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.log_metrics("train", result.metrics)
+    trainer.save_metrics("train", result.metrics)
+    trainer.save_state()
+
+    # Threshold from the random validation split: where false positives and negatives balance.
+    random_val = trainer.predict(eval_sets["random"])
+    _, threshold = equal_error_rate(fake_scores(random_val.predictions), random_val.label_ids)
+    model.config.update({THRESHOLD_KEY: round(float(threshold), 6)})
+    metrics, curves = {}, {}
+    for name, dataset in eval_sets.items():
+        output = random_val if name == "random" else trainer.predict(dataset)
+        scores = fake_scores(output.predictions)
+        computed = RealFakeMetrics().compute(
+            predictions=scores, references=output.label_ids, threshold=threshold
+        )
+        metrics.update({f"{name}_{key}": value for key, value in computed.items()})
+        curves[name] = (scores, output.label_ids)
+    trainer.log_metrics("eval", metrics)
+    trainer.save_metrics("eval", metrics)
+
+    if trainer.is_world_process_zero():
+        if model_args.save_fp16:
+            model.half()
+        trainer.save_model(training_args.output_dir)
+        write_model_card(
+            training_args.output_dir,
+            metrics=metrics,
+            curves=curves,
+            model_args=model_args,
+            data_args=data_args,
+            training_args=training_args,
+            n_train=len(train_set),
+            n_eval={k: len(v) for k, v in eval_sets.items()},
+            command=" ".join(["python", *sys.argv]),
+        )
+        if model_args.export_dir:
+            export(training_args.output_dir, model_args.export_dir)
+        if push_to_hub:
+            push(
+                training_args.output_dir,
+                training_args.hub_model_id or Path(training_args.output_dir).name,
+                token=training_args.hub_token,
+                private=training_args.hub_private_repo,
+            )
+    return metrics
+
+
+def export(output_dir: str, export_dir: str) -> None:
+    """Copy the files a user of the model needs, and nothing else, to ``export_dir``."""
+    target = Path(export_dir)
+    target.mkdir(parents=True, exist_ok=True)
+    for name in MODEL_FILES:
+        if (Path(output_dir) / name).is_file():
+            shutil.copy2(Path(output_dir) / name, target / name)
+    logger.info("Exported the model to %s", target)
+
+
+def push(
+    output_dir: str,
+    repo_id: str,
+    token: str | None = None,
+    private: bool | None = None,
+    api: HfApi | None = None,
+) -> bool:
+    """Upload the model folder (not its checkpoints) to the Hub; on failure keep it and say how to retry."""
+    api = api or HfApi(token=token)
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        api.upload_folder(
+            repo_id=repo_id,
+            folder_path=output_dir,
+            commit_message="Upload realfake model",
+            allow_patterns=list(MODEL_FILES),
+        )
+    except Exception as error:  # network, auth, quota: the local model must survive all of them
+        logger.error(
+            "Could not push to the Hub (%s: %s). The model is saved in %s; retry with: "
+            "hf upload %s %s . --include %s",
+            type(error).__name__,
+            str(error).splitlines()[0] if str(error) else "",
+            output_dir,
+            repo_id,
+            output_dir,
+            " ".join(MODEL_FILES),
+        )
+        return False
+    logger.info("Pushed to https://huggingface.co/%s", repo_id)
+    return True
+
+
+if __name__ == "__main__":
+    main()
