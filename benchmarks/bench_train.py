@@ -1,0 +1,127 @@
+"""Training and preparation throughput, and the raw speed of the model they feed.
+
+Prints, for the model of a training config (default: train/configs/default.json):
+  raw      forward + backward + AdamW step on random tensors already in memory: the ceiling
+  trainer  train/train.py's Trainer run on the prepared crops, augmentation and all
+so that a trainer figure close to the raw one shows the data pipeline is not the bottleneck; and
+  prepare  train/prepare.py on images of the shared data set: load, MTCNN, crop, save.
+
+    python benchmarks/bench_train.py [--config train/configs/default.json] [--steps 30]
+        [--data_dir ../shared/data/faces] [--prepare_images 600]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def raw_throughput(model_args, batch: int, steps: int) -> float:
+    from train.train import build_model
+
+    model, processor = build_model(model_args)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    size = model_args.image_size
+    x = torch.randn(batch, 3, size, size)
+    y = torch.randint(0, 2, (batch,))
+    for _ in range(3):
+        model(pixel_values=x, labels=y).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    start = time.perf_counter()
+    for _ in range(steps):
+        model(pixel_values=x, labels=y).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return batch * steps / (time.perf_counter() - start)
+
+
+def trainer_throughput(config: Path, steps: int, folder: Path) -> float:
+    from train import train
+
+    metrics_file = folder / "run" / "train_results.json"
+    train.main(
+        [
+            "--config",
+            str(config),
+            "--output_dir",
+            str(folder / "run"),
+            "--export_dir",
+            "",
+            "--max_steps",
+            str(steps),
+            "--eval_strategy",
+            "no",
+            "--save_strategy",
+            "no",
+            "--max_eval_samples",
+            "64",
+            "--logging_steps",
+            "1000",
+        ]
+    )
+    return json.loads(metrics_file.read_text())["train_samples_per_second"]
+
+
+def prepare_throughput(data_dir: Path, n: int, folder: Path, num_proc: int) -> float:
+    from train import prepare
+
+    subset = folder / "subset"
+    for cls in ("real", "fake"):
+        (subset / cls).mkdir(parents=True)
+        for path in sorted((data_dir / cls).glob("*"))[: n // 2]:
+            shutil.copy(path, subset / cls / path.name)
+    start = time.perf_counter()
+    prepare.main(
+        ["--data_dir", str(subset), "--output_dir", str(folder / "crops"), "--num_proc", str(num_proc)]
+    )
+    return n / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config", type=Path, default=REPO / "train" / "configs" / "default.json")
+    parser.add_argument("--steps", type=int, default=30, help="training steps for raw and trainer")
+    parser.add_argument("--data_dir", type=Path, default=REPO.parent / "shared" / "data" / "faces")
+    parser.add_argument("--prepare_images", type=int, default=600)
+    parser.add_argument("--num_proc", type=int, default=2)
+    args = parser.parse_args()
+
+    from train.train import parse_args
+
+    model_args, _, training_args = parse_args(["--config", str(args.config), "--output_dir", "unused"])
+    batch = training_args.per_device_train_batch_size
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        raw = raw_throughput(model_args, batch, args.steps)
+        trainer = trainer_throughput(args.config, args.steps, folder)
+        prepared = prepare_throughput(args.data_dir, args.prepare_images, folder, args.num_proc)
+    print(
+        f"\nmachine: {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+    )
+    print(
+        f"model: {model_args.architecture} {model_args.model_config or ''} at {model_args.image_size} px, batch {batch}"
+    )
+    print(f"raw forward+backward+step : {raw:7.1f} images/s")
+    print(f"Trainer (augment, collate): {trainer:7.1f} images/s  ({trainer / raw:.0%} of raw)")
+    print(
+        f"prepare (load, MTCNN, crop): {prepared:6.1f} images/s  ({args.prepare_images} images, {args.num_proc} processes)"
+    )
+
+
+if __name__ == "__main__":
+    main()
