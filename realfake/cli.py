@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import math
@@ -15,7 +14,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .errors import ImageError, RealfakeError
-from .images import SUFFIXES, load_image
+from .folders import find_images, labelled_images
+from .images import load_image
 
 logger = logging.getLogger("realfake")
 
@@ -209,7 +209,7 @@ def run_predict(args: argparse.Namespace) -> int:
 def run_evaluate(args: argparse.Namespace) -> int:
     from .metrics import RealFakeMetrics
 
-    files = _labelled_files(args.data_dir, args.sources)
+    files = labelled_images(args.data_dir, args.sources)
     detector = _load(args)
     scored, no_face, errors = [], 0, []
     progress = _progress(len(files), "evaluate")
@@ -258,56 +258,19 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _labelled_files(data_dir: Path, sources: list[str] | None) -> list[tuple[Path, int, str]]:
-    """(file, label, source) under DATA_DIR/real and DATA_DIR/fake; the source from metadata.csv."""
-    for cls in ("real", "fake"):
-        if not (data_dir / cls).is_dir():
-            other = "fake" if cls == "real" else "real"
-            raise RealfakeError(f"{data_dir} must hold a {cls}/ folder (and a {other}/ one).")
-    known = {}
-    metadata = data_dir / "metadata.csv"
-    if metadata.is_file():
-        with open(metadata, newline="") as handle:
-            known = {row["file_name"]: row.get("source") or "" for row in csv.DictReader(handle)}
-    files = []
-    for label, cls in enumerate(("real", "fake")):
-        for path in _walk(data_dir / cls):
-            files.append((path, label, known.get(path.relative_to(data_dir).as_posix()) or cls))
-    if sources:
-        missing = sorted(set(sources) - {source for _, _, source in files})
-        if missing:
-            raise RealfakeError(
-                f"No images of source {', '.join(missing)} in {data_dir} (see its metadata.csv)."
-            )
-        files = [item for item in files if item[2] in sources]
-    if not files:
-        raise RealfakeError(f"{data_dir}/real and {data_dir}/fake hold no image files.")
-    return files
-
-
 def collect_images(paths: Iterable[str]) -> tuple[list[tuple[Path, Path]], list[tuple[str, str]]]:
     """Expand files and folders into (image file, the argument it came from), and the failures."""
     found, missing = [], []
     for arg in paths:
         root = Path(arg)
         if root.is_dir():
-            files = _walk(root)
+            files = find_images(root)
             if not files:
                 missing.append((arg, "The folder holds no image files."))
             found.extend((path, root) for path in files)
         else:  # a missing file is reported in its place by the loader
             found.append((root, root.parent))
     return found, missing
-
-
-def _walk(folder: Path) -> list[Path]:
-    return sorted(
-        path
-        for path in folder.rglob("*")
-        if path.suffix.lower() in SUFFIXES
-        and path.is_file()
-        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
-    )
 
 
 def _load(args: argparse.Namespace):

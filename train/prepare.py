@@ -16,7 +16,6 @@ with the same input files and settings finds that file and returns at once.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
@@ -31,14 +30,14 @@ from transformers import HfArgumentParser
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from realfake.errors import ImageError  # noqa: E402
+from realfake.errors import ImageError, RealfakeError  # noqa: E402
 from realfake.faces import CROP_MARGIN, FaceDetector, crop_face  # noqa: E402
-from realfake.images import SUFFIXES, load_image  # noqa: E402
+from realfake.folders import LABELS, labelled_images  # noqa: E402
+from realfake.images import load_image  # noqa: E402
 
 logger = logging.getLogger("prepare")
 
 PREPARE_VERSION = 1  # bump when the crop logic changes, to invalidate every cache
-LABELS = ("real", "fake")
 STATUSES = ("ok", "unreadable", "no_face")
 INFO_FILE = "prepare.json"
 
@@ -71,25 +70,17 @@ class PrepareArguments:
 
 def list_folder(data_dir: Path) -> datasets.Dataset:
     """One row per image file under real/ and fake/, with its source from metadata.csv if any."""
-    for label in LABELS:
-        if not (data_dir / label).is_dir():
-            raise SystemExit(f"prepare: error: {data_dir} must hold real/ and fake/ folders.")
-    sources = {}
-    metadata = data_dir / "metadata.csv"
-    if metadata.is_file():
-        with open(metadata, newline="") as handle:
-            sources = {row["file_name"]: row.get("source") or "" for row in csv.DictReader(handle)}
+    try:
+        files = labelled_images(data_dir)
+    except RealfakeError as error:
+        raise SystemExit(f"prepare: error: {error}") from None
     rows = {"file": [], "label": [], "source": [], "stamp": []}
-    for index, label in enumerate(LABELS):
-        for path in sorted((data_dir / label).rglob("*")):
-            if path.suffix.lower() not in SUFFIXES or not path.is_file():
-                continue
-            relative = path.relative_to(data_dir).as_posix()
-            stat = path.stat()
-            rows["file"].append(str(path))
-            rows["label"].append(index)
-            rows["source"].append(sources.get(relative) or label)
-            rows["stamp"].append(f"{relative}:{stat.st_size}:{stat.st_mtime_ns}")
+    for path, label, source in files:
+        stat = path.stat()
+        rows["file"].append(str(path))
+        rows["label"].append(label)
+        rows["source"].append(source)
+        rows["stamp"].append(f"{path.relative_to(data_dir).as_posix()}:{stat.st_size}:{stat.st_mtime_ns}")
     return datasets.Dataset.from_dict(rows)
 
 

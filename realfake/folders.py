@@ -1,0 +1,68 @@
+"""Image files in folders: what predict walks, and the labelled real/ + fake/ layout of datasets."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import NamedTuple
+
+from .errors import RealfakeError
+from .images import SUFFIXES
+
+LABELS = ("real", "fake")
+
+
+class LabelledImage(NamedTuple):
+    """One file of a labelled folder: its path, 0 for real or 1 for fake, and its source."""
+
+    path: Path
+    label: int
+    source: str
+
+
+def find_images(folder: Path) -> list[Path]:
+    """Image files (by suffix) below ``folder``, sorted, skipping hidden files and folders."""
+    return sorted(
+        path
+        for path in folder.rglob("*")
+        if path.suffix.lower() in SUFFIXES
+        and path.is_file()
+        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+    )
+
+
+def labelled_images(data_dir: Path, sources: list[str] | None = None) -> list[LabelledImage]:
+    """The images of ``data_dir/real`` and ``data_dir/fake``, each with its source.
+
+    The source comes from ``data_dir/metadata.csv`` (columns ``file_name`` and ``source``, as
+    ``datasets``' imagefolder reads it) where the file is listed there, else it is the class name.
+    ``sources`` keeps only the images of those sources.
+
+    Raises:
+        RealfakeError: a class folder is missing, a named source has no images, or nothing is left.
+    """
+    data_dir = Path(data_dir)
+    for cls in LABELS:
+        if not (data_dir / cls).is_dir():
+            other = LABELS[1 - LABELS.index(cls)]
+            raise RealfakeError(f"{data_dir} must hold a {cls}/ folder (and a {other}/ one).")
+    known = {}
+    metadata = data_dir / "metadata.csv"
+    if metadata.is_file():
+        with open(metadata, newline="") as handle:
+            known = {row["file_name"]: row.get("source") or "" for row in csv.DictReader(handle)}
+    files = [
+        LabelledImage(path, label, known.get(path.relative_to(data_dir).as_posix()) or cls)
+        for label, cls in enumerate(LABELS)
+        for path in find_images(data_dir / cls)
+    ]
+    if sources:
+        missing = sorted(set(sources) - {item.source for item in files})
+        if missing:
+            raise RealfakeError(
+                f"No images of source {', '.join(missing)} in {data_dir} (see its metadata.csv)."
+            )
+        files = [item for item in files if item.source in sources]
+    if not files:
+        raise RealfakeError(f"{data_dir}/real and {data_dir}/fake hold no image files.")
+    return files
