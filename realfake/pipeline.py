@@ -75,18 +75,22 @@ class Detector:
         self.faces = faces or FaceDetector(device=classifier.device)
         self.threshold = classifier.threshold if threshold is None else float(threshold)
 
-    def predict(self, image: ImageSource) -> list[FaceVerdict]:
+    def predict(self, image: ImageSource, threshold: float | None = None) -> list[FaceVerdict]:
         """Every face in ``image`` (a path, PIL image, numpy array or bytes), most confident first.
+
+        ``threshold`` overrides the detector's decision threshold for this call.
 
         Raises:
             ImageError: the image cannot be read (see :func:`realfake.images.load_image`).
         """
-        return self.predict_batch([image])[0]
+        return self.predict_batch([image], threshold)[0]
 
-    def predict_batch(self, images: Sequence[ImageSource]) -> list[list[FaceVerdict]]:
+    def predict_batch(
+        self, images: Sequence[ImageSource], threshold: float | None = None
+    ) -> list[list[FaceVerdict]]:
         """:meth:`predict` for several images, detected and classified in batches."""
         loaded = [load_image(image).image for image in images]
-        return self._verdicts(loaded, self.faces.detect_batch(loaded))
+        return self._verdicts(loaded, self.faces.detect_batch(loaded), threshold)
 
     def predict_files(
         self, paths: Iterable[str | os.PathLike], batch_size: int = FILE_BATCH
@@ -144,7 +148,10 @@ class Detector:
                     result.error = f"Face detection failed on this image ({type(error).__name__})."
         return [result for result, _ in pending]
 
-    def _verdicts(self, images: Sequence[Image.Image], detections) -> list[list[FaceVerdict]]:
+    def _verdicts(
+        self, images: Sequence[Image.Image], detections, threshold: float | None = None
+    ) -> list[list[FaceVerdict]]:
+        threshold = self.threshold if threshold is None else threshold
         owners = [i for i, found in enumerate(detections) for _ in found]
         faces = [face for found in detections for face in found]
         scores = self._classify([images[i] for i in owners], [face.box for face in faces])
@@ -155,7 +162,7 @@ class Detector:
                     box=face.box,
                     detection_score=face.score,
                     fake_probability=float(score),
-                    label="fake" if score >= self.threshold else "real",
+                    label="fake" if score >= threshold else "real",
                 )
             )
         return verdicts
