@@ -7,6 +7,7 @@ and the crop margin the model was trained with live in its config, so they trave
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ LABELS = ("real", "fake")
 THRESHOLD_KEY = "realfake_threshold"
 CROP_MARGIN_KEY = "realfake_crop_margin"
 DEFAULT_THRESHOLD = 0.5
+RESULTS_FILE = "all_results.json"  # the validation metrics train/train.py saves with a model
 BATCH_SIZE = 32
 
 
@@ -97,6 +99,20 @@ class FaceClassifier:
             if get(key):
                 return int(get(key))
         return int(getattr(self.model.config, "image_size", 224))
+
+    def validation_results(self) -> dict:
+        """The metrics saved with the model by train/train.py, or {} when it has none."""
+        try:
+            if Path(self.name).is_dir():
+                path = Path(self.name) / RESULTS_FILE
+            else:
+                from huggingface_hub import hf_hub_download
+
+                path = Path(hf_hub_download(self.name, RESULTS_FILE, revision=self.revision))
+            return json.loads(path.read_text())
+        except Exception:  # a model without results, or a Hub that cannot be reached
+            logger.info("No %s for model %s", RESULTS_FILE, self.name)
+            return {}
 
     @property
     def device(self) -> torch.device:
