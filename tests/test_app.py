@@ -1,0 +1,194 @@
+"""app.py for real: a Gradio server on localhost, gradio_client calls, the queue limit, a browser."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import FAKE_FACES, REAL_FACES, REPO, group_photo
+from gradio_client import Client, handle_file
+from gradio_client.utils import QueueError
+
+OUTPUT = Path(__file__).parent / "output"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_app(model: Path, **env) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    environment = {
+        **os.environ,
+        "REALFAKE_MODEL": str(model),
+        "GRADIO_SERVER_PORT": str(port),
+        "GRADIO_SERVER_NAME": "127.0.0.1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        **env,
+    }
+    log = open(OUTPUT / f"app-{port}.log", "w")  # noqa: SIM115 - the server writes to it while it runs
+    server = subprocess.Popen(
+        [sys.executable, "app.py"], cwd=REPO, env=environment, stdout=log, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(
+                f"app.py exited with {server.returncode}: {(OUTPUT / f'app-{port}.log').read_text()[-2000:]}"
+            )
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return server, url
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    server.kill()
+    raise RuntimeError("app.py did not answer within 180 s")
+
+
+@pytest.fixture(scope="module")
+def app(tiny_convnext):
+    OUTPUT.mkdir(exist_ok=True)
+    server, url = start_app(tiny_convnext)
+    yield url
+    server.terminate()
+    server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def client(app) -> Client:
+    return Client(app, verbose=False)
+
+
+def test_only_predict_is_public(client):
+    assert list(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == ["/predict"]
+
+
+def test_predict_on_a_real_photo(client):
+    annotated, table, sentence, results = client.predict(handle_file(str(REAL_FACES[0])), api_name="/predict")
+    assert results["width"] == 512 and results["height"] == 512
+    [face] = results["faces"]
+    x1, y1, x2, y2 = face["box"]
+    assert 0 <= x1 < x2 <= 512 and 0 <= y1 < y2 <= 512
+    assert 0 <= face["fake_probability"] <= 1 and face["label"] in ("real", "fake")
+    assert sentence.startswith("1 face: 1 look")
+    assert table["data"][0][4] == face["label"]
+    assert Path(annotated["value"]["image"]).is_file()  # the client downloads the annotated image
+    assert [a["label"] for a in annotated["value"]["annotations"]][0].split()[0] == face["label"]
+
+
+def test_predict_on_the_group_photo_and_threshold(client, tmp_path):
+    group, regions = group_photo(REAL_FACES[:2] + FAKE_FACES[:2])
+    group.save(tmp_path / "group.jpg", quality=95)
+    _, _, sentence, results = client.predict(handle_file(str(tmp_path / "group.jpg")), api_name="/predict")
+    assert len(results["faces"]) == 4 and sentence.startswith("4 faces: ")
+    for region in regions:
+        assert sum(region[0] <= (f["box"][0] + f["box"][2]) / 2 <= region[2] for f in results["faces"]) == 1
+    _, _, _, everything_fake = client.predict(
+        handle_file(str(tmp_path / "group.jpg")), 0.0, api_name="/predict"
+    )
+    assert {face["label"] for face in everything_fake["faces"]} == {"fake"}
+    _, _, _, nothing_fake = client.predict(handle_file(str(tmp_path / "group.jpg")), 1.0, api_name="/predict")
+    assert {face["label"] for face in nothing_fake["faces"]} == {"real"}
+
+
+def test_a_photo_without_faces(client):
+    _, table, sentence, results = client.predict(
+        handle_file(str(REPO / "examples" / "no-face.jpg")), api_name="/predict"
+    )
+    assert (
+        sentence == "No face found."
+        and results["faces"] == []
+        and table["data"] in ([], [[]], [["", "", "", "", ""]])
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            b"not an image at all\n",
+            "The file holds text, not an image; use JPEG, PNG, WebP, BMP, TIFF or GIF.",
+        ),
+        (REAL_FACES[0].read_bytes()[:3000], "The JPEG file is truncated or corrupt"),
+    ],
+    ids=["text", "truncated"],
+)
+def test_bad_files_get_the_cli_message(client, tmp_path, content, message):
+    path = tmp_path / "upload.jpg"
+    path.write_bytes(content)
+    with pytest.raises(Exception) as caught:  # noqa: B017 - the client's error type is not the point
+        client.predict(handle_file(str(path)), api_name="/predict")
+    assert message in str(caught.value)
+    assert "Traceback" not in str(caught.value) and "/tmp" not in str(caught.value)
+
+
+def test_a_full_queue_refuses_cleanly_and_loses_nothing(tiny_convnext, tmp_path):
+    server, url = start_app(tiny_convnext, REALFAKE_QUEUE_SIZE="2", REALFAKE_CONCURRENCY="1")
+    try:
+        group, _ = group_photo(REAL_FACES * 3, face_side=700, gap=150)  # a large photo: slow enough to queue
+        group.save(tmp_path / "big.jpg", quality=95)
+        clients = [Client(url, verbose=False, download_files=False) for _ in range(10)]
+        with ThreadPoolExecutor(len(clients)) as pool:
+            jobs = [c.submit(handle_file(str(tmp_path / "big.jpg")), api_name="/predict") for c in clients]
+            outcomes = []
+            for job in jobs:
+                try:
+                    outcomes.append(len(job.result(timeout=300)[3]["faces"]))
+                except QueueError as error:
+                    outcomes.append(str(error))
+        done = [o for o in outcomes if isinstance(o, int)]
+        refused = [o for o in outcomes if not isinstance(o, int)]
+        assert refused and all(o == "Queue is full! Please try again." for o in refused)
+        assert len(done) >= 3 and all(n == 12 for n in done)  # every accepted call completes, fully
+        del pool
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_the_page_in_a_real_browser(app):
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), (
+        "Debian's chromium is needed (apt-get install chromium); .ci/run installs it"
+    )
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        page = browser.new_page(viewport={"width": 1280, "height": 1100})
+        page.goto(app, wait_until="networkidle")
+        page.locator("input[type=file]").first.set_input_files(str(REPO / "examples" / "group.jpg"))
+        verdict = page.get_by_label("Verdict")
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('textarea')].some(t => t.value.startsWith('4 faces'))",
+            timeout=60000,
+        )
+        assert verdict.input_value().startswith("4 faces: ")
+        captions = page.locator("text=/^(real|fake) \\d+%$/")  # the boxes' legend, as a person reads it
+        captions.first.wait_for(timeout=30000)
+        assert len(captions.all_inner_texts()) == 4
+        OUTPUT.mkdir(exist_ok=True)
+        page.screenshot(path=str(OUTPUT / "app.png"), full_page=True)
+        browser.close()
