@@ -27,14 +27,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_app(model: Path, **env) -> tuple[subprocess.Popen, str]:
+def start_app(**env) -> tuple[subprocess.Popen, str]:
+    """``python app.py`` as a Space runs it, offline: the bundled model unless REALFAKE_MODEL is given."""
     port = free_port()
     environment = {
         **os.environ,
-        "REALFAKE_MODEL": str(model),
+        "REALFAKE_MODEL": "",
         "GRADIO_SERVER_PORT": str(port),
         "GRADIO_SERVER_NAME": "127.0.0.1",
         "GRADIO_ANALYTICS_ENABLED": "False",
+        "HF_HUB_OFFLINE": "1",
         **env,
     }
     log = open(OUTPUT / f"app-{port}.log", "w")  # noqa: SIM115 - the server writes to it while it runs
@@ -58,9 +60,9 @@ def start_app(model: Path, **env) -> tuple[subprocess.Popen, str]:
 
 
 @pytest.fixture(scope="module")
-def app(tiny_convnext):
+def app():
     OUTPUT.mkdir(exist_ok=True)
-    server, url = start_app(tiny_convnext)
+    server, url = start_app()
     yield url
     server.terminate()
     server.wait(timeout=30)
@@ -69,6 +71,11 @@ def app(tiny_convnext):
 @pytest.fixture(scope="module")
 def client(app) -> Client:
     return Client(app, verbose=False)
+
+
+def test_the_page_names_the_bundled_model_and_its_figures(app):
+    page = httpx.get(app, timeout=10).text
+    assert "bundled default" in page and "held-out sources" in page
 
 
 def test_only_predict_is_public(client):
@@ -135,7 +142,9 @@ def test_bad_files_get_the_cli_message(client, tmp_path, content, message):
 
 
 def test_a_full_queue_refuses_cleanly_and_loses_nothing(tiny_convnext, tmp_path):
-    server, url = start_app(tiny_convnext, REALFAKE_QUEUE_SIZE="2", REALFAKE_CONCURRENCY="1")
+    server, url = start_app(
+        REALFAKE_MODEL=str(tiny_convnext), REALFAKE_QUEUE_SIZE="2", REALFAKE_CONCURRENCY="1"
+    )
     try:
         group, _ = group_photo(REAL_FACES * 3, face_side=700, gap=150)  # a large photo: slow enough to queue
         group.save(tmp_path / "big.jpg", quality=95)

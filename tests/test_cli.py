@@ -106,6 +106,18 @@ def test_predict_without_json_prints_a_line_per_file(tiny_convnext):
     assert lines[1] == f"{NO_FACE}: no face found"
 
 
+def test_predict_with_the_bundled_model_and_no_network():
+    done = run_cli(
+        "predict",
+        str(REAL_FACES[0]),
+        str(FAKE_FACES[0]),
+        "--json",
+        env={"REALFAKE_MODEL": "", "HF_HUB_OFFLINE": "1"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert [len(result["faces"]) for result in json.loads(done.stdout)] == [1, 1]
+
+
 def test_usage_errors_are_one_line(tiny_convnext, tmp_path):
     done = run_cli("predict", str(REAL_FACES[0]), "--model", str(tmp_path / "no-model-here"))
     assert done.returncode == 2
