@@ -93,12 +93,7 @@ class FaceClassifier:
     @property
     def input_size(self) -> int:
         """The side of the square crop to hand the processor."""
-        size = self.processor.size
-        get = size.get if isinstance(size, dict) else lambda key: getattr(size, key, None)
-        for key in ("height", "shortest_edge", "longest_edge"):
-            if get(key):
-                return int(get(key))
-        return int(getattr(self.model.config, "image_size", 224))
+        return processor_input_size(self.processor, default=getattr(self.model.config, "image_size", 224))
 
     def validation_results(self) -> dict:
         """The metrics saved with the model by train/train.py, or {} when it has none."""
@@ -130,6 +125,16 @@ class FaceClassifier:
         if not scores:
             return np.zeros(0, dtype=np.float64)
         return np.concatenate(scores).astype(np.float64)
+
+
+def processor_input_size(processor, default: int = 224) -> int:
+    """The side, in pixels, of the images an image processor produces."""
+    size = processor.size
+    get = size.get if isinstance(size, dict) else lambda key: getattr(size, key, None)
+    for key in ("height", "shortest_edge", "longest_edge"):
+        if get(key):
+            return int(get(key))
+    return int(default)
 
 
 def _looks_like_path(name: str) -> bool:

@@ -43,7 +43,7 @@ from transformers.trainer_utils import get_last_checkpoint
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from realfake.architectures import ID2LABEL, LABEL2ID, convnext_from_scratch, vit_from_scratch  # noqa: E402
-from realfake.classifier import CROP_MARGIN_KEY, THRESHOLD_KEY  # noqa: E402
+from realfake.classifier import CROP_MARGIN_KEY, THRESHOLD_KEY, processor_input_size  # noqa: E402
 from realfake.faces import CROP_MARGIN  # noqa: E402
 from realfake.metrics import RealFakeMetrics, equal_error_rate  # noqa: E402
 from train.augment import build_train_augmentation  # noqa: E402
@@ -237,12 +237,6 @@ def with_transform(dataset: datasets.Dataset, processor, augment=None) -> datase
     return dataset
 
 
-def input_size(processor) -> int:
-    size = processor.size
-    get = size.get if isinstance(size, dict) else lambda key: getattr(size, key, None)
-    return int(get("height") or get("shortest_edge"))
-
-
 def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
     """Train, choose the threshold, evaluate, save (and push); returns the final metrics.
 
@@ -264,7 +258,7 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
     model, processor = build_model(model_args)
     model.config.update({CROP_MARGIN_KEY: margin})
     augment = build_train_augmentation(
-        input_size(processor),
+        processor_input_size(processor),
         min_scale=data_args.aug_min_scale,
         color=data_args.aug_color,
         jpeg_p=data_args.aug_jpeg_p,
