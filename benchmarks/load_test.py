@@ -10,46 +10,20 @@ the errors. Run it for a few concurrency settings to choose the app's queue limi
 from __future__ import annotations
 
 import argparse
-import os
-import socket
 import statistics
-import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
 
-
-def start_app(concurrency: int, queue: int) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {
-        **os.environ,
-        "GRADIO_SERVER_PORT": str(port),
-        "GRADIO_SERVER_NAME": "127.0.0.1",
-        "REALFAKE_CONCURRENCY": str(concurrency),
-        "REALFAKE_QUEUE_SIZE": str(queue),
-        "GRADIO_ANALYTICS_ENABLED": "False",
-    }
-    server = subprocess.Popen(
-        [sys.executable, "app.py"], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    url = f"http://127.0.0.1:{port}/"
-    for _ in range(360):
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return server, url
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    server.kill()
-    raise SystemExit("app.py did not start")
+from benchmarks.local_app import start_app  # noqa: E402
 
 
 def user(url: str, photo: str, requests: int) -> list[tuple[float, str | None]]:
@@ -79,7 +53,14 @@ def main() -> None:
     parser.add_argument("--photo", default=str(REPO / "examples" / "group.jpg"))
     args = parser.parse_args()
 
-    server, url = (None, args.url) if args.url else start_app(args.concurrency, args.queue)
+    if args.url:
+        server, url = None, args.url
+    else:
+        server, url = start_app(
+            Path(tempfile.gettempdir()) / "realfake-load-test-app.log",
+            REALFAKE_CONCURRENCY=str(args.concurrency),
+            REALFAKE_QUEUE_SIZE=str(args.queue),
+        )
     try:
         user(url, args.photo, 2)  # warm-up
         start = time.perf_counter()

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
+import itertools
 import shutil
-import socket
 import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,46 +14,16 @@ from conftest import FAKE_FACES, REAL_FACES, REPO, group_photo
 from gradio_client import Client, handle_file
 from gradio_client.utils import QueueError
 
+from benchmarks import local_app
+
 OUTPUT = Path(__file__).parent / "output"
+SERVERS = itertools.count(1)
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_app(**env) -> tuple[subprocess.Popen, str]:
-    """``python app.py`` as a Space runs it, offline: the bundled model unless REALFAKE_MODEL is given."""
-    port = free_port()
-    environment = {
-        **os.environ,
-        "REALFAKE_MODEL": "",
-        "GRADIO_SERVER_PORT": str(port),
-        "GRADIO_SERVER_NAME": "127.0.0.1",
-        "GRADIO_ANALYTICS_ENABLED": "False",
-        "HF_HUB_OFFLINE": "1",
-        **env,
-    }
-    log = open(OUTPUT / f"app-{port}.log", "w")  # noqa: SIM115 - the server writes to it while it runs
-    server = subprocess.Popen(
-        [sys.executable, "app.py"], cwd=REPO, env=environment, stdout=log, stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(
-                f"app.py exited with {server.returncode}: {(OUTPUT / f'app-{port}.log').read_text()[-2000:]}"
-            )
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return server, url
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    server.kill()
-    raise RuntimeError("app.py did not answer within 180 s")
+def start_app(**env: str) -> tuple[subprocess.Popen, str]:
+    OUTPUT.mkdir(exist_ok=True)
+    return local_app.start_app(OUTPUT / f"app-{next(SERVERS)}.log", **env)
 
 
 @pytest.fixture(scope="module")
