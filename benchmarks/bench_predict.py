@@ -217,7 +217,7 @@ def main() -> None:
 
     print(
         f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-        f"torch {torch.__version__}; classifier: {model if args.model else 'bundled/default-size ConvNeXt'}"
+        f"torch {torch.__version__}; classifier: {model}"
     )
     print(f"{args.repeats} runs after {args.warmup} warm-up; milliseconds, median and p90\n")
     header = (
