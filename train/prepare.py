@@ -16,6 +16,7 @@ with the same input files and settings finds that file and returns at once.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -113,7 +114,10 @@ def load_hub(args: PrepareArguments) -> datasets.Dataset:
     return dataset.map(rows, batched=True, remove_columns=dataset.column_names)
 
 
-_DETECTORS: dict[str, FaceDetector] = {}
+@functools.cache
+def _detector() -> FaceDetector:
+    """One MTCNN per worker process, built on its first batch."""
+    return FaceDetector()
 
 
 def crop_batch(batch: dict, crop_size: int, crop_margin: float, threads: int) -> dict:
@@ -122,7 +126,7 @@ def crop_batch(batch: dict, crop_size: int, crop_margin: float, threads: int) ->
 
     if threads:
         torch.set_num_threads(threads)
-    detector = _DETECTORS.setdefault("default", FaceDetector())
+    detector = _detector()
     images, statuses = [], []
     encoded = batch.get("encoded") or [None] * len(batch["file"])
     for file, data in zip(batch["file"], encoded):
@@ -152,7 +156,7 @@ def fingerprint(listing: datasets.Dataset, args: PrepareArguments) -> str:
         json.dumps(
             {
                 "version": PREPARE_VERSION,
-                "detector": FaceDetector().settings,
+                "detector": _detector().settings,
                 "crop_size": args.crop_size,
                 "crop_margin": args.crop_margin,
                 "source": args.data_dir and str(Path(args.data_dir).resolve()) or args.dataset_name,
@@ -250,7 +254,7 @@ def prepare(args: PrepareArguments) -> datasets.Dataset:
         "n_images": len(listing),
         "n_kept": len(kept),
         "summary": summary,
-        "settings": {**asdict(args), "detector": FaceDetector().settings},
+        "settings": {**asdict(args), "detector": _detector().settings},
     }
     info_path.write_text(json.dumps(info, indent=2))
     print(f"saved {len(kept)} face crops of {len(listing)} images to {output}")
