@@ -158,6 +158,7 @@ around each (the box's longer side plus {config.get("realfake_crop_margin", 0.3)
 
 ```python
 import realfake
+
 detector = realfake.load_detector("PATH_OR_HUB_ID")
 for face in detector.predict("photo.jpg"):
     print(face.box, face.fake_probability, face.label)
