@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 LABELS = ("real", "fake")
 THRESHOLD_KEY = "realfake_threshold"
 CROP_MARGIN_KEY = "realfake_crop_margin"
+MIRROR_KEY = "realfake_mirror_average"  # score each face and its mirror image, average the two
 DEFAULT_THRESHOLD = 0.5
 RESULTS_FILE = "all_results.json"  # the validation metrics train/train.py saves with a model
 BATCH_SIZE = 32
@@ -91,6 +92,11 @@ class FaceClassifier:
         return CROP_MARGIN if margin is None else float(margin)
 
     @property
+    def mirror_average(self) -> bool:
+        """Whether a face's score is the mean of its own and its mirror image's, as set by training."""
+        return bool(getattr(self.model.config, MIRROR_KEY, False))
+
+    @property
     def input_size(self) -> int:
         """The side of the square crop to hand the processor."""
         return processor_input_size(self.processor, default=getattr(self.model.config, "image_size", 224))
@@ -119,9 +125,14 @@ class FaceClassifier:
         scores = []
         for start in range(0, len(crops), batch_size):
             inputs = self.processor(images=list(crops[start : start + batch_size]), return_tensors="pt")
-            logits = self.model(pixel_values=inputs["pixel_values"].to(self.device)).logits
-            pair = logits[:, self._indices].float()
-            scores.append(torch.softmax(pair, dim=-1)[:, 1].cpu().numpy())
+            pixels = inputs["pixel_values"].to(self.device, self.model.dtype)
+            if self.mirror_average:
+                pixels = torch.cat([pixels, pixels.flip(-1)])
+            logits = self.model(pixel_values=pixels).logits
+            fake = torch.softmax(logits[:, self._indices].float(), dim=-1)[:, 1]
+            if self.mirror_average:
+                fake = fake.view(2, -1).mean(0)
+            scores.append(fake.cpu().numpy())
         if not scores:
             return np.zeros(0, dtype=np.float64)
         return np.concatenate(scores).astype(np.float64)

@@ -50,6 +50,23 @@ def test_fake_index_follows_id2label(tmp_path):
     np.testing.assert_allclose(normal, 1 - swapped, atol=1e-6)
 
 
+def test_mirror_averaging_scores_a_face_and_its_mirror_image(tmp_path):
+    torch.manual_seed(0)
+    model, processor = convnext_from_scratch(TINY_SIZE, depths=(1, 1, 1, 1), hidden_sizes=(8, 8, 8, 8))
+    faces = crops(3)
+    mirrored = [face.transpose(Image.Transpose.FLIP_LEFT_RIGHT) for face in faces]
+    plain = FaceClassifier(model, processor, name="plain")
+    assert not plain.mirror_average
+    unaveraged = plain.fake_probabilities(faces)
+    expected = (unaveraged + plain.fake_probabilities(mirrored)) / 2
+    assert not np.allclose(unaveraged, expected, atol=1e-6)
+    model.config.realfake_mirror_average = True
+    save_model(tmp_path, model, processor)
+    averaged = FaceClassifier.from_pretrained(tmp_path)
+    assert averaged.mirror_average
+    np.testing.assert_allclose(averaged.fake_probabilities(faces, batch_size=2), expected, atol=1e-6)
+
+
 def test_a_model_without_real_and_fake_labels_is_refused(tmp_path):
     model, processor = convnext_from_scratch(TINY_SIZE, depths=(1, 1, 1, 1), hidden_sizes=(8, 8, 8, 8))
     model.config.id2label = {0: "cat", 1: "dog"}

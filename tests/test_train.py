@@ -151,6 +151,7 @@ def test_the_threshold_travels_in_the_config_to_realfake(trained):
     config = json.loads((output / "config.json").read_text())
     assert config["realfake_threshold"] == pytest.approx(metrics["random_threshold"], abs=1e-6)
     assert config["realfake_crop_margin"] == 0.3
+    assert config["realfake_mirror_average"] is True
     assert config["id2label"] == {"0": "real", "1": "fake"}
     detector = realfake.load_detector(export)
     assert detector.threshold == pytest.approx(config["realfake_threshold"])

@@ -95,6 +95,12 @@ def write_model_card(
         model_args.model_name_or_path
         or f"{model_args.architecture} trained from scratch ({model_args.model_config or 'default size'})"
     )
+    margin = config.get("realfake_crop_margin", 0.3)
+    mirror = (
+        "on: a face's score is the mean of its crop's and the mirrored crop's"
+        if config.get("realfake_mirror_average")
+        else "off: each crop is scored once"
+    )
     headline = metrics.get("heldout_roc_auc", metrics.get("random_roc_auc"))
     sets = [name for name in ("random", "heldout") if f"{name}_n" in metrics]
     table = ["| metric | " + " | ".join(SET_NAMES[s] for s in sets) + " |", "| --- |" + " --- |" * len(sets)]
@@ -146,12 +152,13 @@ def write_model_card(
 
 Scores a face crop with the probability that it was made by a GAN (StyleGAN2 and similar). Part of
 realfake, which finds every face in a photo with MTCNN, cuts a square crop
-around each (the box's longer side plus {config.get("realfake_crop_margin", 0.3):.0%}) and runs this model on it.
+around each (the box's longer side plus {margin:.0%}) and runs this model on it.
 
 - **Base**: {base}; input {config.get("image_size", "?")} px; labels {config["id2label"]}
 - **Decision threshold**: {threshold:.4f} (`realfake_threshold` in `config.json`): a face is called fake
   when P(fake) reaches it. Chosen where false positives and false negatives are equally likely on the
   random validation split.
+- **Mirror averaging**: {mirror} (`realfake_mirror_average`); the figures below are scored the same way.
 - **Held-out ROC AUC**: {fmt(headline)}
 
 ## How to use

@@ -43,7 +43,13 @@ from transformers.trainer_utils import get_last_checkpoint
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from realfake.architectures import ID2LABEL, LABEL2ID, convnext_from_scratch, vit_from_scratch  # noqa: E402
-from realfake.classifier import CROP_MARGIN_KEY, THRESHOLD_KEY, processor_input_size  # noqa: E402
+from realfake.classifier import (  # noqa: E402
+    CROP_MARGIN_KEY,
+    MIRROR_KEY,
+    THRESHOLD_KEY,
+    FaceClassifier,
+    processor_input_size,
+)
 from realfake.faces import CROP_MARGIN  # noqa: E402
 from realfake.metrics import RealFakeMetrics, equal_error_rate  # noqa: E402
 from train.augment import build_train_augmentation  # noqa: E402
@@ -82,6 +88,13 @@ class ModelArguments:
         default=None,
         metadata={
             "help": 'From scratch: JSON config overrides, e.g. {"depths": [2, 2, 6, 2], "hidden_sizes": [40, 80, 160, 320]}.'
+        },
+    )
+    mirror_average: bool = field(
+        default=True,
+        metadata={
+            "help": "Score each face and its mirror image and average the two (test-time augmentation); "
+            "stored in the model's config, so realfake does the same."
         },
     )
     save_fp16: bool = field(
@@ -233,8 +246,16 @@ def with_transform(dataset: datasets.Dataset, processor, augment=None) -> datase
         batch["pixel_values"] = list(processor(images=images, return_tensors="pt")["pixel_values"])
         return batch
 
-    dataset.set_transform(transform)
-    return dataset
+    return dataset.with_transform(transform)
+
+
+def final_scores(
+    classifier: FaceClassifier, dataset: datasets.Dataset, batch_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """P(fake) for every crop of a validation set, and its labels."""
+    logger.info("Scoring %d validation crops with realfake's classifier", len(dataset))
+    crops = [image.convert("RGB") for image in dataset["image"]]
+    return classifier.fake_probabilities(crops, batch_size=batch_size), np.asarray(dataset["label"])
 
 
 def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
@@ -256,7 +277,7 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
 
     train_set, eval_sets, margin = load_splits(data_args, training_args.seed)
     model, processor = build_model(model_args)
-    model.config.update({CROP_MARGIN_KEY: margin})
+    model.config.update({CROP_MARGIN_KEY: margin, MIRROR_KEY: model_args.mirror_average})
     augment = build_train_augmentation(
         processor_input_size(processor),
         min_scale=data_args.aug_min_scale,
@@ -268,7 +289,8 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
         blur_p=data_args.aug_blur_p,
     )
     train_set = with_transform(train_set, processor, augment)
-    eval_sets = {name: with_transform(ds, processor) for name, ds in eval_sets.items()}
+    raw_evals = eval_sets
+    eval_sets = {name: with_transform(ds, processor) for name, ds in raw_evals.items()}
     logger.info("train %d crops; validation %s", len(train_set), {k: len(v) for k, v in eval_sets.items()})
 
     trainer = Trainer(
@@ -291,19 +313,18 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
     trainer.save_metrics("train", result.metrics)
     trainer.save_state()
 
-    # Threshold from the random validation split: where false positives and negatives balance.
-    random_val = trainer.predict(eval_sets["random"])
-    _, threshold = equal_error_rate(fake_scores(random_val.predictions), random_val.label_ids)
+    # The final figures are scored by realfake's own classifier, exactly as `realfake evaluate`
+    # scores a face (mirror averaging included); the threshold is where false positives and
+    # negatives balance on the random validation split.
+    classifier = FaceClassifier(model, processor, name=training_args.output_dir)
+    batch_size = training_args.per_device_eval_batch_size
+    curves = {name: final_scores(classifier, dataset, batch_size) for name, dataset in raw_evals.items()}
+    _, threshold = equal_error_rate(*curves["random"])
     model.config.update({THRESHOLD_KEY: round(float(threshold), 6)})
-    metrics, curves = {}, {}
-    for name, dataset in eval_sets.items():
-        output = random_val if name == "random" else trainer.predict(dataset)
-        scores = fake_scores(output.predictions)
-        computed = RealFakeMetrics().compute(
-            predictions=scores, references=output.label_ids, threshold=threshold
-        )
+    metrics = {}
+    for name, (scores, labels) in curves.items():
+        computed = RealFakeMetrics().compute(predictions=scores, references=labels, threshold=threshold)
         metrics.update({f"{name}_{key}": value for key, value in computed.items()})
-        curves[name] = (scores, output.label_ids)
     trainer.log_metrics("eval", metrics)
     trainer.save_metrics("eval", metrics)
 
