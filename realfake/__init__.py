@@ -6,11 +6,31 @@
 ...     print(face.box, face.fake_probability, face.label)
 """
 
-from .classifier import FaceClassifier
+import importlib
+from typing import TYPE_CHECKING
+
 from .errors import ImageError, ModelError, RealfakeError
-from .faces import Face, FaceDetector, crop_face
-from .images import LoadedImage, load_image
-from .pipeline import Detector, FaceVerdict, ImageResult, load_detector
+
+# The rest is imported on first use, so that `python -m realfake --help` and error paths do not wait
+# for torch and transformers to load.
+_LAZY = {
+    "FaceClassifier": "classifier",
+    "Face": "faces",
+    "FaceDetector": "faces",
+    "crop_face": "faces",
+    "LoadedImage": "images",
+    "load_image": "images",
+    "Detector": "pipeline",
+    "FaceVerdict": "pipeline",
+    "ImageResult": "pipeline",
+    "load_detector": "pipeline",
+}
+
+if TYPE_CHECKING:
+    from .classifier import FaceClassifier
+    from .faces import Face, FaceDetector, crop_face
+    from .images import LoadedImage, load_image
+    from .pipeline import Detector, FaceVerdict, ImageResult, load_detector
 
 __all__ = [
     "Detector",
@@ -27,5 +47,14 @@ __all__ = [
     "load_detector",
     "load_image",
 ]
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __version__ = "0.1.0"

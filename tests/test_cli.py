@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -135,6 +137,20 @@ def test_help_reads_like_a_manual():
         assert done.returncode == 0
         for section in ("usage:", "options:", "output:", "exit status:", "examples:"):
             assert section in done.stdout
+
+
+def test_help_and_usage_errors_do_not_load_torch():
+    script = (
+        "import sys, realfake.cli\n"
+        "for argv in (['--help'], ['predict', '--help'], ['predict']):\n"
+        "    try:\n"
+        "        realfake.cli.main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print(sorted({'torch', 'transformers', 'facenet_pytorch'} & set(sys.modules)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]"
 
 
 def expected_score(detector, path) -> tuple[float, bool]:
