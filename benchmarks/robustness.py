@@ -1,0 +1,109 @@
+"""Does a verdict survive what happens to a photo online? Scores a labelled set as it is and after
+JPEG re-compression, downscaling and blur, the way `python -m realfake evaluate` scores it.
+
+Prints, for each version of the images: ROC AUC, accuracy at the model's threshold, and the share of
+images whose label (real/fake) stays what it was on the untouched image.
+
+    python benchmarks/robustness.py ../shared/data/faces --sources ffhq-1024 tpdne-2025 [--model M]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import platform
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageFilter
+from tqdm import tqdm
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from realfake import ImageError, load_detector, load_image  # noqa: E402
+from realfake.folders import labelled_images  # noqa: E402
+from realfake.metrics import RealFakeMetrics  # noqa: E402
+
+
+def jpeg(quality: int) -> Callable[[Image.Image], Image.Image]:
+    def apply(image: Image.Image) -> Image.Image:
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=quality)
+        return Image.open(buffer).convert("RGB")
+
+    return apply
+
+
+def downscale(factor: float) -> Callable[[Image.Image], Image.Image]:
+    def apply(image: Image.Image) -> Image.Image:
+        size = (max(1, round(image.width * factor)), max(1, round(image.height * factor)))
+        return image.resize(size, Image.Resampling.LANCZOS)
+
+    return apply
+
+
+def blur(radius: float) -> Callable[[Image.Image], Image.Image]:
+    return lambda image: image.filter(ImageFilter.GaussianBlur(radius))
+
+
+VERSIONS: dict[str, Callable[[Image.Image], Image.Image]] = {
+    "as it is": lambda image: image,
+    "JPEG quality 75": jpeg(75),
+    "JPEG quality 50": jpeg(50),
+    "half size": downscale(0.5),
+    "quarter size": downscale(0.25),
+    "Gaussian blur 1 px": blur(1.0),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("data_dir", type=Path, help="a folder with real/ and fake/ (and metadata.csv)")
+    parser.add_argument("--sources", nargs="+", help="only these sources of metadata.csv")
+    parser.add_argument("--model", help="model folder or Hub id (default: the bundled model)")
+    parser.add_argument("--limit", type=int, help="a random sample of this many images (seed 0)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    args = parser.parse_args()
+
+    detector = load_detector(args.model)
+    files = labelled_images(args.data_dir, args.sources)
+    if args.limit and args.limit < len(files):
+        pick = np.random.default_rng(0).choice(len(files), args.limit, replace=False)
+        files = [files[i] for i in sorted(pick)]
+    labels, scores = [], {name: [] for name in VERSIONS}
+    for start in tqdm(range(0, len(files), args.batch_size), desc="robustness", unit="batch"):
+        images = []
+        for item in files[start : start + args.batch_size]:
+            try:
+                images.append(load_image(item.path).image)
+                labels.append(item.label)
+            except ImageError as error:
+                tqdm.write(f"{item.path}: skipped: {error}")
+        for name, change in VERSIONS.items():
+            scores[name].extend(score for score, _ in detector.score_images([change(im) for im in images]))
+    labels = np.array(labels)
+    scores = {name: np.array(values) for name, values in scores.items()}
+
+    threshold = detector.threshold
+    kept_base = scores["as it is"] >= threshold
+    print(
+        f"\nmodel {detector.classifier.name}, threshold {threshold:.3f}; {len(labels)} images "
+        f"({(labels == 0).sum()} real, {(labels == 1).sum()} fake); {platform.machine()}, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads\n"
+    )
+    print("| version | ROC AUC | accuracy | verdict unchanged |")
+    print("| --- | --- | --- | --- |")
+    for name, values in scores.items():
+        metrics = RealFakeMetrics().compute(predictions=values, references=labels, threshold=threshold)
+        unchanged = ((values >= threshold) == kept_base).mean()
+        print(f"| {name} | {metrics['roc_auc']:.3f} | {metrics['accuracy']:.3f} | {unchanged:.1%} |")
+
+
+if __name__ == "__main__":
+    main()
