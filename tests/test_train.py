@@ -11,10 +11,16 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from conftest import FIXTURES, REAL_FACES, REPO
 from PIL import Image
 from safetensors import safe_open
-from transformers import TrainerCallback
+from transformers import (
+    ConvNextConfig,
+    ConvNextForImageClassification,
+    ConvNextImageProcessor,
+    TrainerCallback,
+)
 
 import realfake
 from train import prepare, train
@@ -250,3 +256,29 @@ def test_two_processes_on_the_gloo_backend(crops, tmp_path):
     assert state["train_batch_size"] == 4  # per process; 8 images a step across the two
     assert (tmp_path / "ddp" / "README.md").is_file()
     shutil.rmtree(tmp_path / "ddp")
+
+
+def test_fine_tunes_a_pretrained_checkpoint_with_other_labels(crops, tmp_path):
+    """--model_name_or_path: a three-class checkpoint (as an ImageNet one is) gets a real/fake head."""
+    torch.manual_seed(3)
+    config = ConvNextConfig(
+        depths=[1, 1, 1, 1],
+        hidden_sizes=[8, 8, 16, 16],
+        image_size=32,
+        id2label={0: "cat", 1: "dog", 2: "bird"},
+        label2id={"cat": 0, "dog": 1, "bird": 2},
+    )
+    pretrained = ConvNextForImageClassification(config)
+    pretrained.save_pretrained(tmp_path / "pretrained")
+    ConvNextImageProcessor(size={"shortest_edge": 32}, crop_pct=1.0).save_pretrained(tmp_path / "pretrained")
+
+    metrics = train.main(
+        train_args(crops, tmp_path / "run", "--model_name_or_path", str(tmp_path / "pretrained"))
+    )
+    tuned = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert tuned["id2label"] == {"0": "real", "1": "fake"} and tuned["hidden_sizes"] == [8, 8, 16, 16]
+    classifier = realfake.FaceClassifier.from_pretrained(tmp_path / "run")
+    stem = classifier.model.convnext.embeddings.patch_embeddings.weight.detach().flatten()
+    start = pretrained.convnext.embeddings.patch_embeddings.weight.detach().flatten()
+    assert torch.corrcoef(torch.stack([stem, start]))[0, 1] > 0.9  # tuned from the checkpoint, not anew
+    assert classifier.threshold == pytest.approx(metrics["random_threshold"], abs=1e-6)
