@@ -10,7 +10,6 @@ images whose label (real/fake) stays what it was on the untouched image.
 from __future__ import annotations
 
 import argparse
-import io
 import platform
 import sys
 from collections.abc import Callable
@@ -18,24 +17,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageFilter
+from PIL import Image
 from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from realfake import ImageError, load_detector, load_image  # noqa: E402
-from realfake.folders import labelled_images  # noqa: E402
+from realfake import load_detector  # noqa: E402
+from realfake.folders import labelled_images, read_batches  # noqa: E402
 from realfake.metrics import RealFakeMetrics  # noqa: E402
-
-
-def jpeg(quality: int) -> Callable[[Image.Image], Image.Image]:
-    def apply(image: Image.Image) -> Image.Image:
-        buffer = io.BytesIO()
-        image.save(buffer, "JPEG", quality=quality)
-        return Image.open(buffer).convert("RGB")
-
-    return apply
+from train.augment import RandomBlur, RandomJPEG  # noqa: E402
 
 
 def downscale(factor: float) -> Callable[[Image.Image], Image.Image]:
@@ -46,17 +37,14 @@ def downscale(factor: float) -> Callable[[Image.Image], Image.Image]:
     return apply
 
 
-def blur(radius: float) -> Callable[[Image.Image], Image.Image]:
-    return lambda image: image.filter(ImageFilter.GaussianBlur(radius))
-
-
+# The training augmentation's own JPEG and blur steps, applied always and at one fixed setting.
 VERSIONS: dict[str, Callable[[Image.Image], Image.Image]] = {
     "as it is": lambda image: image,
-    "JPEG quality 75": jpeg(75),
-    "JPEG quality 50": jpeg(50),
+    "JPEG quality 75": RandomJPEG(p=1, quality=(75, 75)),
+    "JPEG quality 50": RandomJPEG(p=1, quality=(50, 50)),
     "half size": downscale(0.5),
     "quarter size": downscale(0.25),
-    "Gaussian blur 1 px": blur(1.0),
+    "Gaussian blur 1 px": RandomBlur(p=1, sigma=(1.0, 1.0)),
 }
 
 
@@ -77,16 +65,16 @@ def main() -> None:
         pick = np.random.default_rng(0).choice(len(files), args.limit, replace=False)
         files = [files[i] for i in sorted(pick)]
     labels, scores = [], {name: [] for name in VERSIONS}
-    for start in tqdm(range(0, len(files), args.batch_size), desc="robustness", unit="batch"):
-        images = []
-        for item in files[start : start + args.batch_size]:
-            try:
-                images.append(load_image(item.path).image)
-                labels.append(item.label)
-            except ImageError as error:
-                tqdm.write(f"{item.path}: skipped: {error}")
+    progress = tqdm(total=len(files), desc="robustness", unit="img")
+    for readable, failed in read_batches(files, args.batch_size):
+        for item, message in failed:
+            tqdm.write(f"{item.path}: skipped: {message}")
+        labels.extend(item.label for item, _ in readable)
+        images = [image for _, image in readable]
         for name, change in VERSIONS.items():
             scores[name].extend(score for score, _ in detector.score_images([change(im) for im in images]))
+        progress.update(len(readable) + len(failed))
+    progress.close()
     labels = np.array(labels)
     scores = {name: np.array(values) for name, values in scores.items()}
 

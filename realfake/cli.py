@@ -13,8 +13,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .errors import ImageError, RealfakeError
-from .folders import find_images, labelled_images
+from .errors import RealfakeError
+from .folders import find_images, labelled_images, read_batches
 from .images import load_image
 
 logger = logging.getLogger("realfake")
@@ -213,18 +213,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
     detector = _load(args)
     scored, no_face, errors = [], 0, []
     progress = _progress(len(files), "evaluate")
-    for batch in _chunks(files, args.batch_size):
-        readable = []
-        for item in batch:
-            try:
-                readable.append((item, load_image(item[0]).image))
-            except ImageError as error:
-                errors.append({"path": str(item[0]), "error": str(error)})
+    for readable, failed in read_batches(files, args.batch_size):
+        errors.extend({"path": str(item.path), "error": message} for item, message in failed)
         results = detector.score_images([image for _, image in readable])
-        for ((_, label, source), _), (score, found) in zip(readable, results):
-            scored.append((score, label, source))
+        for (item, _), (score, found) in zip(readable, results):
+            scored.append((score, item.label, item.source))
             no_face += not found
-        progress.update(len(batch))
+        progress.update(len(readable) + len(failed))
     progress.close()
     if not scored:
         raise RealfakeError(f"No image in {args.data_dir} could be read.")
@@ -360,11 +355,6 @@ def _progress(total: int, what: str) -> tqdm:
         dynamic_ncols=True,
         disable=total < PROGRESS_MIN_FILES,
     )
-
-
-def _chunks(items: list, size: int) -> Iterable[list]:
-    for start in range(0, len(items), max(1, size)):
-        yield items[start : start + size]
 
 
 def _probability(text: str) -> float:

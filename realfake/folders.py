@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from .errors import RealfakeError
-from .images import SUFFIXES
+from PIL import Image
+
+from .errors import ImageError, RealfakeError
+from .images import SUFFIXES, load_image
 
 LABELS = ("real", "fake")
 
@@ -66,3 +69,18 @@ def labelled_images(data_dir: Path, sources: list[str] | None = None) -> list[La
     if not files:
         raise RealfakeError(f"{data_dir}/real and {data_dir}/fake hold no image files.")
     return files
+
+
+def read_batches(
+    files: Sequence[LabelledImage], batch_size: int
+) -> Iterator[tuple[list[tuple[LabelledImage, Image.Image]], list[tuple[LabelledImage, str]]]]:
+    """The files decoded ``batch_size`` at a time: for each batch, the (file, RGB image) pairs that
+    could be read and the (file, one-sentence reason) pairs that could not."""
+    for start in range(0, len(files), max(1, batch_size)):
+        readable, failed = [], []
+        for item in files[start : start + batch_size]:
+            try:
+                readable.append((item, load_image(item.path).image))
+            except ImageError as error:
+                failed.append((item, str(error)))
+        yield readable, failed
