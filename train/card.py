@@ -13,6 +13,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, roc_curve  # noqa: E402
 
+from realfake.classifier import CROP_MARGIN_KEY, MIRROR_KEY  # noqa: E402
+from realfake.faces import CROP_MARGIN  # noqa: E402
+
 SET_NAMES = {
     "random": "random validation split (training sources)",
     "heldout": "held-out sources (never trained on)",
@@ -95,10 +98,10 @@ def write_model_card(
         model_args.model_name_or_path
         or f"{model_args.architecture} trained from scratch ({model_args.model_config or 'default size'})"
     )
-    margin = config.get("realfake_crop_margin", 0.3)
+    margin = config.get(CROP_MARGIN_KEY, CROP_MARGIN)
     mirror = (
         "on: a face's score is the mean of its crop's and the mirrored crop's"
-        if config.get("realfake_mirror_average")
+        if config.get(MIRROR_KEY)
         else "off: each crop is scored once"
     )
     headline = metrics.get("heldout_roc_auc", metrics.get("random_roc_auc"))

@@ -289,15 +289,14 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
         blur_p=data_args.aug_blur_p,
     )
     train_set = with_transform(train_set, processor, augment)
-    raw_evals = eval_sets
-    eval_sets = {name: with_transform(ds, processor) for name, ds in raw_evals.items()}
+    eval_inputs = {name: with_transform(ds, processor) for name, ds in eval_sets.items()}
     logger.info("train %d crops; validation %s", len(train_set), {k: len(v) for k, v in eval_sets.items()})
 
     trainer = Trainer(
         model=model,
         args=training_args,
         train_dataset=train_set,
-        eval_dataset=eval_sets,
+        eval_dataset=eval_inputs,
         data_collator=collate_fn,
         compute_metrics=compute_metrics,
         processing_class=processor,
@@ -318,7 +317,7 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
     # negatives balance on the random validation split.
     classifier = FaceClassifier(model, processor, name=training_args.output_dir)
     batch_size = training_args.per_device_eval_batch_size
-    curves = {name: final_scores(classifier, dataset, batch_size) for name, dataset in raw_evals.items()}
+    curves = {name: final_scores(classifier, dataset, batch_size) for name, dataset in eval_sets.items()}
     _, threshold = equal_error_rate(*curves["random"])
     model.config.update({THRESHOLD_KEY: round(float(threshold), 6)})
     metrics = {}
