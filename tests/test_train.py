@@ -15,6 +15,7 @@ import torch
 from conftest import FIXTURES, REAL_FACES, REPO
 from PIL import Image
 from safetensors import safe_open
+from safetensors.torch import load_file
 from transformers import (
     ConvNextConfig,
     ConvNextForImageClassification,
@@ -282,3 +283,25 @@ def test_fine_tunes_a_pretrained_checkpoint_with_other_labels(crops, tmp_path):
     start = pretrained.convnext.embeddings.patch_embeddings.weight.detach().flatten()
     assert torch.corrcoef(torch.stack([stem, start]))[0, 1] > 0.9  # tuned from the checkpoint, not anew
     assert classifier.threshold == pytest.approx(metrics["random_threshold"], abs=1e-6)
+
+
+def test_average_checkpoints_gives_the_mean_of_the_last_ones(crops, tmp_path):
+    """--average_checkpoints 2: the final weights are the mean of the last two checkpoints' weights."""
+    run = tmp_path / "run"
+    train.main(train_args(crops, run, "--average_checkpoints", "2", "--save_total_limit", "2"))
+    kept = sorted(p.name for p in run.glob("checkpoint-*"))
+    assert kept == ["checkpoint-4", "checkpoint-6"]
+    first, second = (load_file(run / name / "model.safetensors") for name in kept)
+    final = load_file(run / "model.safetensors")
+    assert final.keys() == first.keys()
+    for key in final:
+        torch.testing.assert_close(final[key], (first[key] + second[key]) / 2)
+    assert not torch.equal(final["classifier.weight"], second["classifier.weight"])  # not just the last
+    assert "mean of the last 2 checkpoints" in (run / "README.md").read_text()
+
+
+def test_average_checkpoints_needs_that_many_checkpoints_kept(crops, tmp_path):
+    args = train_args(crops, tmp_path / "run", "--average_checkpoints", "3", "--save_total_limit", "2")
+    with pytest.raises(SystemExit, match="needs 3 checkpoints kept"):
+        train.main(args)
+    assert not (tmp_path / "run").exists()

@@ -104,6 +104,12 @@ def write_model_card(
         if config.get(MIRROR_KEY)
         else "off: each crop is scored once"
     )
+    averaged = model_args.average_checkpoints
+    weights = (
+        f"the mean of the last {averaged} checkpoints of the run (`--average_checkpoints {averaged}`)"
+        if averaged
+        else "those at the end of the run"
+    )
     headline = metrics.get("heldout_roc_auc", metrics.get("random_roc_auc"))
     sets = [name for name in ("random", "heldout") if f"{name}_n" in metrics]
     table = ["| metric | " + " | ".join(SET_NAMES[s] for s in sets) + " |", "| --- |" + " --- |" * len(sets)]
@@ -161,6 +167,7 @@ around each (the box's longer side plus {margin:.0%}) and runs this model on it.
 - **Decision threshold**: {threshold:.4f} (`realfake_threshold` in `config.json`): a face is called fake
   when P(fake) reaches it. Chosen where false positives and false negatives are equally likely on the
   random validation split.
+- **Weights**: {weights}
 - **Mirror averaging**: {mirror} (`realfake_mirror_average`); the figures below are scored the same way.
 - **Held-out ROC AUC**: {fmt(headline)}
 

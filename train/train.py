@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import transformers
 from huggingface_hub import HfApi
+from safetensors.torch import load_file
 from transformers import (
     AutoImageProcessor,
     AutoModelForImageClassification,
@@ -38,7 +39,8 @@ from transformers import (
     TrainingArguments,
     set_seed,
 )
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+from transformers.utils import SAFE_WEIGHTS_NAME
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -95,6 +97,13 @@ class ModelArguments:
         metadata={
             "help": "Score each face and its mirror image and average the two (test-time augmentation); "
             "stored in the model's config, so realfake does the same."
+        },
+    )
+    average_checkpoints: int = field(
+        default=0,
+        metadata={
+            "help": "Average the weights of the last N checkpoints (one per epoch with --save_strategy "
+            "epoch; keep them with --save_total_limit N) into the final model. 0: no averaging."
         },
     )
     save_fp16: bool = field(
@@ -215,6 +224,7 @@ def build_model(model_args: ModelArguments):
             label2id=LABEL2ID,
             ignore_mismatched_sizes=True,
             use_safetensors=True,
+            dtype=torch.float32,  # train in full precision whatever the checkpoint was saved in
         )
         processor = AutoImageProcessor.from_pretrained(
             model_args.model_name_or_path, revision=model_args.model_revision
@@ -264,6 +274,7 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
     ``argv`` replaces the command line; ``callbacks`` are extra ``TrainerCallback`` objects.
     """
     model_args, data_args, training_args = parse_args(argv)
+    check_averaging(model_args, training_args)
     training_args.remove_unused_columns = False  # the transforms need the "image" column
     # We push the finished model folder ourselves (model files only, a failure keeps the folder);
     # Trainer's own push would create the repo at start and upload checkpoints.
@@ -311,6 +322,9 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
     trainer.log_metrics("train", result.metrics)
     trainer.save_metrics("train", result.metrics)
     trainer.save_state()
+    if model_args.average_checkpoints:
+        trainer.accelerator.wait_for_everyone()  # every checkpoint is on disk
+        average_checkpoints(model, training_args.output_dir, model_args.average_checkpoints)
 
     # The final figures are scored by realfake's own classifier, exactly as `realfake evaluate`
     # scores a face (mirror averaging included); the threshold is where false positives and
@@ -352,6 +366,41 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
                 private=training_args.hub_private_repo,
             )
     return metrics
+
+
+def check_averaging(model_args: ModelArguments, training_args: TrainingArguments) -> None:
+    """--average_checkpoints N needs a checkpoint per epoch (or per save) and N of them kept."""
+    n, limit = model_args.average_checkpoints, training_args.save_total_limit
+    if n and (training_args.save_strategy == "no" or (limit is not None and limit < n)):
+        raise SystemExit(
+            f"train: error: --average_checkpoints {n} needs {n} checkpoints kept: "
+            f"set --save_strategy epoch and --save_total_limit {n} or more."
+        )
+
+
+def average_checkpoints(model, output_dir: str, last: int) -> list[Path]:
+    """Load into ``model`` the mean of the weights of the last ``last`` checkpoints in ``output_dir``.
+
+    The weights a run passes through late in training, averaged (stochastic weight averaging,
+    Izmailov et al. 2018), sit in a flatter part of the loss than any one of them and generalise
+    better. Returns the checkpoints averaged, oldest first.
+    """
+    found = [
+        path
+        for path in Path(output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*")
+        if path.name.removeprefix(f"{PREFIX_CHECKPOINT_DIR}-").isdigit()
+    ]
+    chosen = sorted(found, key=lambda path: int(path.name.rsplit("-", 1)[1]))[-last:]
+    if len(chosen) < last:
+        logger.warning("Only %d checkpoints to average, not %d", len(chosen), last)
+    total = None
+    for path in chosen:
+        weights = load_file(path / SAFE_WEIGHTS_NAME)
+        total = weights if total is None else {k: total[k] + weights[k] for k in total}
+    state = model.state_dict()
+    model.load_state_dict({k: (total[k] / len(chosen)).to(state[k].dtype) for k in state})
+    logger.info("Averaged the weights of %s", ", ".join(path.name for path in chosen))
+    return chosen
 
 
 def export(output_dir: str, export_dir: str) -> None:
