@@ -270,7 +270,7 @@ def test_fine_tunes_a_pretrained_checkpoint_with_other_labels(crops, tmp_path):
         label2id={"cat": 0, "dog": 1, "bird": 2},
     )
     pretrained = ConvNextForImageClassification(config)
-    pretrained.save_pretrained(tmp_path / "pretrained")
+    pretrained.half().save_pretrained(tmp_path / "pretrained")  # saved in float16, trained in float32
     ConvNextImageProcessor(size={"shortest_edge": 32}, crop_pct=1.0).save_pretrained(tmp_path / "pretrained")
 
     metrics = train.main(
@@ -278,9 +278,10 @@ def test_fine_tunes_a_pretrained_checkpoint_with_other_labels(crops, tmp_path):
     )
     tuned = json.loads((tmp_path / "run" / "config.json").read_text())
     assert tuned["id2label"] == {"0": "real", "1": "fake"} and tuned["hidden_sizes"] == [8, 8, 16, 16]
+    assert load_file(tmp_path / "run" / "model.safetensors")["classifier.weight"].dtype == torch.float32
     classifier = realfake.FaceClassifier.from_pretrained(tmp_path / "run")
     stem = classifier.model.convnext.embeddings.patch_embeddings.weight.detach().flatten()
-    start = pretrained.convnext.embeddings.patch_embeddings.weight.detach().flatten()
+    start = pretrained.convnext.embeddings.patch_embeddings.weight.detach().flatten().float()
     assert torch.corrcoef(torch.stack([stem, start]))[0, 1] > 0.9  # tuned from the checkpoint, not anew
     assert classifier.threshold == pytest.approx(metrics["random_threshold"], abs=1e-6)
 
