@@ -88,7 +88,7 @@ def run_realfake(model: str, photos: list[Path], repeats: int, warmup: int) -> d
         t1 = time.perf_counter()
         faces = detector.faces.detect(image)
         t2 = time.perf_counter()
-        crops = [crop_face(image, f.box, classifier.input_size, classifier.crop_margin) for f in faces]
+        crops = [crop_face(image, f.box, classifier.crop_size, classifier.crop_margin) for f in faces]
         classifier.fake_probabilities(crops)
         t3 = time.perf_counter()
         return (t1 - t0, t2 - t1, t3 - t2), [f.box for f in faces]

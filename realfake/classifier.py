@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +28,7 @@ LABELS = ("real", "fake")
 THRESHOLD_KEY = "realfake_threshold"
 CROP_MARGIN_KEY = "realfake_crop_margin"
 MIRROR_KEY = "realfake_mirror_average"  # score each face and its mirror image, average the two
+ZOOMS_KEY = "realfake_zooms"  # also score the centre of each crop at these shares of its side, average
 DEFAULT_THRESHOLD = 0.5
 RESULTS_FILE = "all_results.json"  # the validation metrics train/train.py saves with a model
 BATCH_SIZE = 32
@@ -97,9 +99,21 @@ class FaceClassifier:
         return bool(getattr(self.model.config, MIRROR_KEY, False))
 
     @property
+    def zooms(self) -> tuple[float, ...]:
+        """The views of each crop that are scored and averaged, as shares of its side kept around
+        its centre (1.0: the crop as it is), as set by training."""
+        return tuple(float(zoom) for zoom in getattr(self.model.config, ZOOMS_KEY, None) or (1.0,))
+
+    @property
     def input_size(self) -> int:
         """The side of the square crop to hand the processor."""
         return processor_input_size(self.processor, default=getattr(self.model.config, "image_size", 224))
+
+    @property
+    def crop_size(self) -> int:
+        """The side to cut face crops at: the input side, or enough more that the smallest zoomed
+        view still has that many pixels."""
+        return math.ceil(round(self.input_size / min(self.zooms), 6))
 
     def validation_results(self) -> dict:
         """The metrics saved with the model by train/train.py, or {} when it has none."""
@@ -121,21 +135,33 @@ class FaceClassifier:
 
     @torch.inference_mode()
     def fake_probabilities(self, crops: Sequence[Image.Image], batch_size: int = BATCH_SIZE) -> np.ndarray:
-        """P(fake) for each crop, in order, as float64 in [0, 1]."""
+        """P(fake) for each crop, in order, as float64 in [0, 1].
+
+        A crop's score is the mean over its views: each of :attr:`zooms`, and with
+        :attr:`mirror_average` the mirror image of each, all in one batch.
+        """
         scores = []
         for start in range(0, len(crops), batch_size):
-            inputs = self.processor(images=list(crops[start : start + batch_size]), return_tensors="pt")
+            batch = crops[start : start + batch_size]
+            views = [zoom_in(crop, zoom) for zoom in self.zooms for crop in batch]
+            inputs = self.processor(images=views, return_tensors="pt")
             pixels = inputs["pixel_values"].to(self.device, self.model.dtype)
             if self.mirror_average:
                 pixels = torch.cat([pixels, pixels.flip(-1)])
             logits = self.model(pixel_values=pixels).logits
             fake = torch.softmax(logits[:, self._indices].float(), dim=-1)[:, 1]
-            if self.mirror_average:
-                fake = fake.view(2, -1).mean(0)
-            scores.append(fake.cpu().numpy())
+            scores.append(fake.view(-1, len(batch)).mean(0).cpu().numpy())
         if not scores:
             return np.zeros(0, dtype=np.float64)
         return np.concatenate(scores).astype(np.float64)
+
+
+def zoom_in(crop: Image.Image, zoom: float) -> Image.Image:
+    """The centre of ``crop``, ``zoom`` of its width and height (the crop itself for 1.0)."""
+    if zoom >= 1.0:
+        return crop
+    margin_x, margin_y = crop.width * (1 - zoom) / 2, crop.height * (1 - zoom) / 2
+    return crop.crop((margin_x, margin_y, crop.width - margin_x, crop.height - margin_y))
 
 
 def processor_input_size(processor, default: int = 224) -> int:

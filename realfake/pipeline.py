@@ -168,7 +168,7 @@ class Detector:
         return verdicts
 
     def _classify(self, images: Sequence[Image.Image], boxes: Sequence[Box]) -> np.ndarray:
-        size, margin = self.classifier.input_size, self.classifier.crop_margin
+        size, margin = self.classifier.crop_size, self.classifier.crop_margin
         crops = [crop_face(image, box, size, margin) for image, box in zip(images, boxes)]
         return self.classifier.fake_probabilities(crops)
 

@@ -67,6 +67,22 @@ def test_mirror_averaging_scores_a_face_and_its_mirror_image(tmp_path):
     np.testing.assert_allclose(averaged.fake_probabilities(faces, batch_size=2), expected, atol=1e-6)
 
 
+def test_zoom_averaging_scores_the_centre_of_each_crop_too(tmp_path):
+    torch.manual_seed(0)
+    model, processor = convnext_from_scratch(TINY_SIZE, depths=(1, 1, 1, 1), hidden_sizes=(8, 8, 8, 8))
+    faces = [face.resize((40, 40)) for face in crops(3)]
+    plain = FaceClassifier(model, processor, name="plain")
+    assert plain.zooms == (1.0,) and plain.crop_size == TINY_SIZE
+    centres = [face.crop((4, 4, 36, 36)) for face in faces]  # the middle 80%
+    expected = (plain.fake_probabilities(faces) + plain.fake_probabilities(centres)) / 2
+    model.config.realfake_zooms = [1.0, 0.8]
+    save_model(tmp_path, model, processor)
+    zoomed = FaceClassifier.from_pretrained(tmp_path)
+    assert zoomed.zooms == (1.0, 0.8)
+    assert zoomed.crop_size == 40  # cut larger, so the centre view is not enlarged
+    np.testing.assert_allclose(zoomed.fake_probabilities(faces, batch_size=2), expected, atol=1e-6)
+
+
 def test_a_model_without_real_and_fake_labels_is_refused(tmp_path):
     model, processor = convnext_from_scratch(TINY_SIZE, depths=(1, 1, 1, 1), hidden_sizes=(8, 8, 8, 8))
     model.config.id2label = {0: "cat", 1: "dog"}

@@ -160,7 +160,7 @@ def expected_score(detector, path) -> tuple[float, bool]:
         return max(verdicts, key=lambda v: v.detection_score).fake_probability, True
     image = load_image(path).image
     crop = realfake.crop_face(
-        image, whole_frame(image), detector.classifier.input_size, detector.classifier.crop_margin
+        image, whole_frame(image), detector.classifier.crop_size, detector.classifier.crop_margin
     )
     return float(detector.classifier.fake_probabilities([crop])[0]), False
 

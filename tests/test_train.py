@@ -111,6 +111,9 @@ def trained(crops, tmp_path_factory):
                 str(export),
                 "--save_fp16",
                 "true",
+                "--zooms",
+                "1.0",
+                "0.9",
                 "--push_to_hub",
                 "true",
                 "--hub_model_id",
@@ -153,15 +156,17 @@ def test_model_card_metrics_equal_all_results(trained):
     assert "![ROC curve](roc_curve.png)" in card and "Intended use and limits" in card
 
 
-def test_the_threshold_travels_in_the_config_to_realfake(trained):
+def test_the_threshold_and_views_travel_in_the_config_to_realfake(trained):
     output, export, metrics, _ = trained
     config = json.loads((output / "config.json").read_text())
     assert config["realfake_threshold"] == pytest.approx(metrics["random_threshold"], abs=1e-6)
     assert config["realfake_crop_margin"] == 0.3
-    assert config["realfake_mirror_average"] is True
+    assert config["realfake_mirror_average"] is True and config["realfake_zooms"] == [1.0, 0.9]
+    assert "the crop and its centre at 90% of its side" in (output / "README.md").read_text()
     assert config["id2label"] == {"0": "real", "1": "fake"}
     detector = realfake.load_detector(export)
     assert detector.threshold == pytest.approx(config["realfake_threshold"])
+    assert detector.classifier.zooms == (1.0, 0.9) and detector.classifier.mirror_average
     [face] = detector.predict(REAL_FACES[0])
     assert face.label == ("fake" if face.fake_probability >= detector.threshold else "real")
 

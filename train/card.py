@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, roc_curve  # noqa: E402
 
-from realfake.classifier import CROP_MARGIN_KEY, MIRROR_KEY  # noqa: E402
+from realfake.classifier import CROP_MARGIN_KEY, MIRROR_KEY, ZOOMS_KEY  # noqa: E402
 from realfake.faces import CROP_MARGIN  # noqa: E402
 
 SET_NAMES = {
@@ -104,6 +104,12 @@ def write_model_card(
         if config.get(MIRROR_KEY)
         else "off: each crop is scored once"
     )
+    zooms = [zoom for zoom in config.get(ZOOMS_KEY) or [1.0] if zoom < 1]
+    zoom = (
+        "the crop and its centre at " + ", ".join(f"{z:.0%}" for z in zooms) + " of its side, averaged"
+        if zooms
+        else "the crop only"
+    )
     averaged = model_args.average_checkpoints
     weights = (
         f"the mean of the last {averaged} checkpoints of the run (`--average_checkpoints {averaged}`)"
@@ -168,7 +174,9 @@ around each (the box's longer side plus {margin:.0%}) and runs this model on it.
   when P(fake) reaches it. Chosen where false positives and false negatives are equally likely on the
   random validation split.
 - **Weights**: {weights}
-- **Mirror averaging**: {mirror} (`realfake_mirror_average`); the figures below are scored the same way.
+- **Mirror averaging**: {mirror} (`realfake_mirror_average`).
+- **Zoom averaging**: {zoom} (`realfake_zooms`). The figures below are scored with both, as realfake
+  scores a face.
 - **Held-out ROC AUC**: {fmt(headline)}
 
 ## How to use

@@ -49,6 +49,7 @@ from realfake.classifier import (  # noqa: E402
     CROP_MARGIN_KEY,
     MIRROR_KEY,
     THRESHOLD_KEY,
+    ZOOMS_KEY,
     FaceClassifier,
     processor_input_size,
 )
@@ -97,6 +98,13 @@ class ModelArguments:
         metadata={
             "help": "Score each face and its mirror image and average the two (test-time augmentation); "
             "stored in the model's config, so realfake does the same."
+        },
+    )
+    zooms: list[float] = field(
+        default_factory=lambda: [1.0],
+        metadata={
+            "help": "Also score the centre of each face crop at these shares of its side and average "
+            "(test-time augmentation; 1.0 is the crop itself); stored in the model's config."
         },
     )
     average_checkpoints: int = field(
@@ -288,7 +296,9 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
 
     train_set, eval_sets, margin = load_splits(data_args, training_args.seed)
     model, processor = build_model(model_args)
-    model.config.update({CROP_MARGIN_KEY: margin, MIRROR_KEY: model_args.mirror_average})
+    model.config.update(
+        {CROP_MARGIN_KEY: margin, MIRROR_KEY: model_args.mirror_average, ZOOMS_KEY: model_args.zooms}
+    )
     augment = build_train_augmentation(
         processor_input_size(processor),
         min_scale=data_args.aug_min_scale,
@@ -327,7 +337,7 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
         average_checkpoints(model, training_args.output_dir, model_args.average_checkpoints)
 
     # The final figures are scored by realfake's own classifier, exactly as `realfake evaluate`
-    # scores a face (mirror averaging included); the threshold is where false positives and
+    # scores a face (mirror and zoom averaging included); the threshold is where false positives and
     # negatives balance on the random validation split.
     classifier = FaceClassifier(model, processor, name=training_args.output_dir)
     batch_size = training_args.per_device_eval_batch_size
