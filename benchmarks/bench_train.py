@@ -66,6 +66,8 @@ def trainer_throughput(config: Path, steps: int, folder: Path) -> float:
             "no",
             "--save_strategy",
             "no",
+            "--average_checkpoints",
+            "0",  # no checkpoints are saved, so none to average
             "--max_eval_samples",
             "64",
             "--logging_steps",

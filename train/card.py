@@ -175,8 +175,7 @@ around each (the box's longer side plus {margin:.0%}) and runs this model on it.
   random validation split.
 - **Weights**: {weights}
 - **Mirror averaging**: {mirror} (`realfake_mirror_average`).
-- **Zoom averaging**: {zoom} (`realfake_zooms`). The figures below are scored with both, as realfake
-  scores a face.
+- **Zoom averaging**: {zoom} (`realfake_zooms`).
 - **Held-out ROC AUC**: {fmt(headline)}
 
 ## How to use
@@ -194,8 +193,9 @@ different margin changes what the model sees and its accuracy.
 
 ## Evaluation
 
-Scored at the decision threshold above. {n_train} training crops; validation:
-{", ".join(f"{SET_NAMES[k]}: {v}" for k, v in n_eval.items())}. Held-out sources:
+Scored at the decision threshold above, with mirror and zoom averaging as set above. {n_train}
+training crops; validation: {", ".join(f"{SET_NAMES[k]}: {v}" for k, v in n_eval.items())}.
+Held-out sources:
 {", ".join(data_args.heldout_sources) or "none"}.
 
 {chr(10).join(table)}
