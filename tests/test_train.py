@@ -24,6 +24,7 @@ from transformers import (
 )
 
 import realfake
+from benchmarks import bench_train
 from train import prepare, train
 from train.card import fmt
 
@@ -311,3 +312,22 @@ def test_average_checkpoints_needs_that_many_checkpoints_kept(crops, tmp_path):
     with pytest.raises(SystemExit, match="needs 3 checkpoints kept"):
         train.main(args)
     assert not (tmp_path / "run").exists()
+
+
+def test_the_training_benchmark_runs_a_config_that_averages_checkpoints(crops, tmp_path):
+    """benchmarks/bench_train.py times train.py on a config like default.json (which averages)."""
+    config = {
+        "dataset_dir": str(crops),
+        "heldout_sources": ["other-real", "roeishc"],
+        "validation_fraction": 0.3,
+        "image_size": 32,
+        "model_config": {"depths": [1, 1, 1, 1], "hidden_sizes": [8, 8, 16, 16]},
+        "average_checkpoints": 2,
+        "save_strategy": "epoch",
+        "save_total_limit": 2,
+        "per_device_train_batch_size": 4,
+        "use_cpu": True,
+        "report_to": "none",
+    }
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert bench_train.trainer_throughput(tmp_path / "config.json", steps=2, folder=tmp_path) > 0
