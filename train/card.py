@@ -104,7 +104,7 @@ def write_model_card(
         if config.get(MIRROR_KEY)
         else "off: each crop is scored once"
     )
-    zooms = [zoom for zoom in config.get(ZOOMS_KEY) or [1.0] if zoom < 1]
+    zooms = [zoom for zoom in config.get(ZOOMS_KEY) or [] if zoom < 1]
     zoom = (
         "the crop and its centre at " + ", ".join(f"{z:.0%}" for z in zooms) + " of its side, averaged"
         if zooms

@@ -39,7 +39,7 @@ from transformers import (
     TrainingArguments,
     set_seed,
 )
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+from transformers.trainer_utils import get_last_checkpoint, sort_checkpoints
 from transformers.utils import SAFE_WEIGHTS_NAME
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -395,12 +395,7 @@ def average_checkpoints(model, output_dir: str, last: int) -> list[Path]:
     Izmailov et al. 2018), sit in a flatter part of the loss than any one of them and generalise
     better. Returns the checkpoints averaged, oldest first.
     """
-    found = [
-        path
-        for path in Path(output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*")
-        if path.name.removeprefix(f"{PREFIX_CHECKPOINT_DIR}-").isdigit()
-    ]
-    chosen = sorted(found, key=lambda path: int(path.name.rsplit("-", 1)[1]))[-last:]
+    chosen = [Path(path) for path in sort_checkpoints(output_dir)[-last:]]  # as the Trainer orders them
     if len(chosen) < last:
         logger.warning("Only %d checkpoints to average, not %d", len(chosen), last)
     total = None
