@@ -148,12 +148,15 @@ class FaceClassifier:
             pixels = inputs["pixel_values"].to(self.device, self.model.dtype)
             if self.mirror_average:
                 pixels = torch.cat([pixels, pixels.flip(-1)])
-            logits = self.model(pixel_values=pixels).logits
-            fake = torch.softmax(logits[:, self._indices].float(), dim=-1)[:, 1]
+            fake = self.fake_from_logits(self.model(pixel_values=pixels).logits)
             scores.append(fake.view(-1, len(batch)).mean(0).cpu().numpy())
         if not scores:
             return np.zeros(0, dtype=np.float64)
         return np.concatenate(scores).astype(np.float64)
+
+    def fake_from_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """P(fake), as float32, from the model's logits for a batch (whatever its label order)."""
+        return torch.softmax(logits[:, self._indices].float(), dim=-1)[:, 1]
 
 
 def zoom_in(crop: Image.Image, zoom: float) -> Image.Image:

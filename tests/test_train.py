@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 
+import datasets
 import pytest
 import torch
 from conftest import FIXTURES, REAL_FACES, REPO
@@ -21,6 +22,7 @@ from transformers import (
     ConvNextForImageClassification,
     ConvNextImageProcessor,
     TrainerCallback,
+    TrainingArguments,
 )
 
 import realfake
@@ -331,3 +333,58 @@ def test_the_training_benchmark_runs_a_config_that_averages_checkpoints(crops, t
     }
     (tmp_path / "config.json").write_text(json.dumps(config))
     assert bench_train.trainer_throughput(tmp_path / "config.json", steps=2, folder=tmp_path) > 0
+
+
+def test_distillation_blends_the_labels_with_the_teachers_on_the_same_crops(tmp_path):
+    """--teachers: the target is (1 - w) * label + w * the teachers' mean P(fake) on the same
+    augmented crop, each teacher at its own input size and in its own label order."""
+    torch.manual_seed(5)
+    teacher_config = ConvNextConfig(
+        depths=[1, 1, 1, 1],
+        hidden_sizes=[8, 8, 16, 16],
+        id2label={0: "fake", 1: "real"},  # the other order from ours
+        label2id={"fake": 0, "real": 1},
+    )
+    ConvNextForImageClassification(teacher_config).save_pretrained(tmp_path / "teacher")
+    ConvNextImageProcessor(size={"shortest_edge": 40}, crop_pct=1.0).save_pretrained(tmp_path / "teacher")
+    teacher = realfake.FaceClassifier.from_pretrained(tmp_path / "teacher", device="cpu")
+    student, processor = train.SCRATCH_BUILDERS["convnext"](
+        image_size=32, depths=[1, 1, 1, 1], hidden_sizes=[8, 8, 16, 16]
+    )
+    crops = datasets.Dataset.from_dict(
+        {"image": [Image.open(photo).resize((48, 48)) for photo in REAL_FACES[:3]], "label": [0, 1, 1]}
+    )
+    batch = train.collate_fn(list(train.with_transform(crops, processor, teachers=[teacher])))
+    assert batch["pixel_values"].shape[-1] == 32 and batch["teacher0_pixel_values"].shape[-1] == 40
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), report_to="none", use_cpu=True)
+    trainer = train.DistillationTrainer(model=student, args=args, teachers=[teacher], distill_weight=0.75)
+
+    loss = trainer.compute_loss(student, dict(batch))
+
+    with torch.no_grad():
+        fake = torch.softmax(teacher.model(pixel_values=batch["teacher0_pixel_values"]).logits, -1)[:, 0]
+        logits = student(pixel_values=batch["pixel_values"]).logits
+    labels = torch.nn.functional.one_hot(batch["labels"], 2).float()
+    target = 0.25 * labels + 0.75 * torch.stack([1 - fake, fake], dim=-1)
+    expected = -(target * torch.log_softmax(logits, dim=-1)).sum(-1).mean()
+    torch.testing.assert_close(loss.detach(), expected)
+    assert not torch.allclose(loss.detach(), torch.nn.functional.cross_entropy(logits, batch["labels"]))
+    plain = {key: batch[key] for key in ("pixel_values", "labels")}  # a validation batch: labels only
+    torch.testing.assert_close(
+        trainer.compute_loss(student, plain).detach(),
+        torch.nn.functional.cross_entropy(logits, batch["labels"]),
+    )
+
+
+def test_distils_from_a_trained_model_end_to_end(crops, trained, tmp_path):
+    _, export, _, _ = trained
+    run = tmp_path / "run"
+    train.main(train_args(crops, run, "--teachers", str(export), "--distill_weight", "0.5"))
+    assert f"distilled from `{export}`" in (run / "README.md").read_text()
+    assert realfake.FaceClassifier.from_pretrained(run).threshold > 0
+
+
+def test_a_teacher_that_cannot_be_loaded_is_a_clear_error(crops, tmp_path):
+    args = train_args(crops, tmp_path / "run", "--teachers", str(tmp_path / "missing"))
+    with pytest.raises(SystemExit, match=r"--teachers: No model folder at .*missing\.$"):
+        train.main(args)

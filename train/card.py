@@ -116,6 +116,13 @@ def write_model_card(
         if averaged
         else "those at the end of the run"
     )
+    teachers = ", ".join(f"`{name}`" for name in model_args.teachers)
+    distilled = (
+        f"distilled from {teachers} (`--teachers`): its training target blended each crop's label "
+        f"with their mean P(fake) on the same augmented crop, {model_args.distill_weight:.0%} theirs"
+        if model_args.teachers
+        else "trained on the labels alone (no teacher models)"
+    )
     headline = metrics.get("heldout_roc_auc", metrics.get("random_roc_auc"))
     sets = [name for name in ("random", "heldout") if f"{name}_n" in metrics]
     table = ["| metric | " + " | ".join(SET_NAMES[s] for s in sets) + " |", "| --- |" + " --- |" * len(sets)]
@@ -174,6 +181,7 @@ around each (the box's longer side plus {margin:.0%}) and runs this model on it.
   when P(fake) reaches it. Chosen where false positives and false negatives are equally likely on the
   random validation split.
 - **Weights**: {weights}
+- **Targets**: {distilled}
 - **Mirror averaging**: {mirror} (`realfake_mirror_average`).
 - **Zoom averaging**: {zoom} (`realfake_zooms`).
 - **Held-out ROC AUC**: {fmt(headline)}

@@ -13,6 +13,10 @@ validation split and stored in the model's config (``realfake_threshold``), wher
 both validation sets are then scored at that threshold. The output folder gets the model
 (safetensors), its image processor, ``all_results.json`` and a model card with a ROC curve and a
 confusion matrix. A run killed midway resumes from its last checkpoint when started again.
+
+With ``--teachers`` the model is distilled: its target on each augmented crop blends the label with
+the mean P(fake) of the teacher models on that same crop (knowledge distillation, Hinton et al. 2015),
+so that one small model can learn what an ensemble of several (or a large pretrained model) knows.
 """
 
 from __future__ import annotations
@@ -22,12 +26,14 @@ import logging
 import os
 import shutil
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
 import numpy as np
 import torch
+import torch.nn.functional as F
 import transformers
 from huggingface_hub import HfApi
 from safetensors.torch import load_file
@@ -53,6 +59,7 @@ from realfake.classifier import (  # noqa: E402
     FaceClassifier,
     processor_input_size,
 )
+from realfake.errors import ModelError  # noqa: E402
 from realfake.faces import CROP_MARGIN  # noqa: E402
 from realfake.metrics import RealFakeMetrics, equal_error_rate  # noqa: E402
 from train.augment import build_train_augmentation  # noqa: E402
@@ -114,6 +121,19 @@ class ModelArguments:
             "epoch; keep them with --save_total_limit N) into the final model. 0: no averaging."
         },
     )
+    teachers: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Distil from these real/fake models (folders or Hub ids): the training target "
+            "blends each crop's label with the teachers' mean P(fake) on the same augmented crop."
+        },
+    )
+    distill_weight: float = field(
+        default=0.5,
+        metadata={
+            "help": "With --teachers: the teachers' share of the target (0: labels only, 1: teachers only)."
+        },
+    )
     save_fp16: bool = field(
         default=False, metadata={"help": "Save the final weights in float16 (half the size)."}
     )
@@ -153,10 +173,16 @@ class DataArguments:
             raise ValueError("Give exactly one of --dataset_dir and --dataset_name.")
 
 
+def teacher_key(index: int) -> str:
+    """The batch key of the pixels for teacher ``index`` (each teacher gets its own processor's)."""
+    return f"teacher{index}_pixel_values"
+
+
 def collate_fn(examples: list[dict]) -> dict[str, torch.Tensor]:
-    """Stack transformed examples into a batch for the model."""
+    """Stack transformed examples into a batch for the model (and the teachers, if any)."""
+    pixels = [key for key in examples[0] if key.endswith("pixel_values")]
     return {
-        "pixel_values": torch.stack([example["pixel_values"] for example in examples]),
+        **{key: torch.stack([example[key] for example in examples]) for key in pixels},
         "labels": torch.tensor([example["label"] for example in examples]),
     }
 
@@ -256,15 +282,49 @@ def compute_metrics(eval_pred) -> dict:
     )
 
 
-def with_transform(dataset: datasets.Dataset, processor, augment=None) -> datasets.Dataset:
+def with_transform(
+    dataset: datasets.Dataset, processor, augment=None, teachers: Sequence[FaceClassifier] = ()
+) -> datasets.Dataset:
+    """Crops to pixel values on the fly: augmented (if ``augment``), for the model and each teacher."""
+
     def transform(batch: dict) -> dict:
         images = [image.convert("RGB") for image in batch["image"]]
         if augment is not None:
             images = [augment(image) for image in images]
         batch["pixel_values"] = list(processor(images=images, return_tensors="pt")["pixel_values"])
+        for index, teacher in enumerate(teachers):  # the same augmented crop, at the teacher's input
+            pixels = teacher.processor(images=images, return_tensors="pt")["pixel_values"]
+            batch[teacher_key(index)] = list(pixels)
         return batch
 
     return dataset.with_transform(transform)
+
+
+class DistillationTrainer(Trainer):
+    """A Trainer whose training target blends the labels with teachers' P(fake) on the same crops
+    (with no teachers, the plain Trainer)."""
+
+    def __init__(self, *args, teachers: Sequence[FaceClassifier], distill_weight: float, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.teachers, self.distill_weight = list(teachers), distill_weight
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if teacher_key(0) not in inputs:  # validation batches are scored against the labels only
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        teacher_pixels = [inputs.pop(teacher_key(i)) for i in range(len(self.teachers))]
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        with torch.no_grad():
+            fake = torch.stack(
+                [
+                    teacher.fake_from_logits(teacher.model(pixel_values=pixels.to(teacher.device)).logits)
+                    for teacher, pixels in zip(self.teachers, teacher_pixels, strict=True)
+                ]
+            ).mean(0)
+        taught = torch.stack([1 - fake, fake], dim=-1).to(outputs.logits.device)
+        target = (1 - self.distill_weight) * F.one_hot(labels, 2).float() + self.distill_weight * taught
+        loss = F.cross_entropy(outputs.logits.float(), target)  # model index 1 is fake, as in ID2LABEL
+        return (loss, outputs) if return_outputs else loss
 
 
 def final_scores(
@@ -309,11 +369,18 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
         rescale_min=data_args.aug_rescale_min,
         blur_p=data_args.aug_blur_p,
     )
-    train_set = with_transform(train_set, processor, augment)
+    teachers = load_teachers(model_args, device=str(training_args.device))
+    train_set = with_transform(train_set, processor, augment, teachers)
     eval_inputs = {name: with_transform(ds, processor) for name, ds in eval_sets.items()}
     logger.info("train %d crops; validation %s", len(train_set), {k: len(v) for k, v in eval_sets.items()})
+    if teachers:
+        logger.info(
+            "Distilling from %s (weight %s)", ", ".join(model_args.teachers), model_args.distill_weight
+        )
 
-    trainer = Trainer(
+    trainer = DistillationTrainer(
+        teachers=teachers,
+        distill_weight=model_args.distill_weight,
         model=model,
         args=training_args,
         train_dataset=train_set,
@@ -376,6 +443,16 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
                 private=training_args.hub_private_repo,
             )
     return metrics
+
+
+def load_teachers(model_args: ModelArguments, device: str) -> list[FaceClassifier]:
+    """The --teachers models, ready to score; a clear error for one that cannot be used."""
+    if not 0 <= model_args.distill_weight <= 1:
+        raise SystemExit("train: error: --distill_weight must be between 0 and 1.")
+    try:
+        return [FaceClassifier.from_pretrained(name, device=device) for name in model_args.teachers]
+    except ModelError as error:
+        raise SystemExit(f"train: error: --teachers: {error}") from None
 
 
 def check_averaging(model_args: ModelArguments, training_args: TrainingArguments) -> None:
