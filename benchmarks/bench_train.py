@@ -1,7 +1,8 @@
 """Training and preparation throughput, and the raw speed of the model they feed.
 
 Prints, for the model of a training config (default: train/configs/default.json):
-  raw      forward + backward + AdamW step on random tensors already in memory: the ceiling
+  raw      forward + backward + AdamW step on random tensors already in memory (and, for a config
+           with --teachers, each teacher's forward pass): the ceiling
   trainer  train/train.py's Trainer run on the prepared crops, augmentation and all
 so that a trainer figure close to the raw one shows the data pipeline is not the bottleneck; and
   prepare  train/prepare.py on images of the shared data set: load, MTCNN, crop, save.
@@ -28,23 +29,34 @@ sys.path.insert(0, str(REPO))
 
 
 def raw_throughput(model_args, batch: int, steps: int) -> float:
-    from train.train import build_model
+    from realfake.classifier import processor_input_size
+    from train.train import build_model, load_teachers
 
     model, processor = build_model(model_args)
     model.train()
+    teachers = load_teachers(model_args, device="cpu")  # a distillation step also runs each teacher
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    size = model_args.image_size
+    size = processor_input_size(processor)
     x = torch.randn(batch, 3, size, size)
     y = torch.randint(0, 2, (batch,))
-    for _ in range(3):
+    taught = [
+        torch.randn(batch, 3, processor_input_size(t.processor), processor_input_size(t.processor))
+        for t in teachers
+    ]
+
+    def step() -> None:
+        with torch.no_grad():
+            for teacher, pixels in zip(teachers, taught, strict=True):
+                teacher.model(pixel_values=pixels)
         model(pixel_values=x, labels=y).loss.backward()
         optimizer.step()
         optimizer.zero_grad()
+
+    for _ in range(3):
+        step()
     start = time.perf_counter()
     for _ in range(steps):
-        model(pixel_values=x, labels=y).loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
+        step()
     return batch * steps / (time.perf_counter() - start)
 
 
@@ -115,9 +127,9 @@ def main() -> None:
     print(
         f"\nmachine: {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
     )
-    print(
-        f"model: {model_args.architecture} {model_args.model_config or ''} at {model_args.image_size} px, batch {batch}"
-    )
+    model = model_args.model_name_or_path or f"{model_args.architecture} {model_args.model_config or ''}"
+    teachers = f", distilled from {', '.join(model_args.teachers)}" if model_args.teachers else ""
+    print(f"model: {model}, batch {batch}{teachers}")
     print(f"raw forward+backward+step : {raw:7.1f} images/s")
     print(f"Trainer (augment, collate): {trainer:7.1f} images/s  ({trainer / raw:.0%} of raw)")
     print(

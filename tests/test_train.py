@@ -316,14 +316,16 @@ def test_average_checkpoints_needs_that_many_checkpoints_kept(crops, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_the_training_benchmark_runs_a_config_that_averages_checkpoints(crops, tmp_path):
-    """benchmarks/bench_train.py times train.py on a config like default.json (which averages)."""
+def test_the_training_benchmark_runs_a_config_that_distils_and_averages_checkpoints(crops, trained, tmp_path):
+    """benchmarks/bench_train.py times train.py on a config like default.json (which starts from a
+    trained model, distils from teachers and averages checkpoints)."""
+    _, export, _, _ = trained
     config = {
         "dataset_dir": str(crops),
         "heldout_sources": ["other-real", "roeishc"],
         "validation_fraction": 0.3,
-        "image_size": 32,
-        "model_config": {"depths": [1, 1, 1, 1], "hidden_sizes": [8, 8, 16, 16]},
+        "model_name_or_path": str(export),
+        "teachers": [str(export), str(export)],
         "average_checkpoints": 2,
         "save_strategy": "epoch",
         "save_total_limit": 2,
@@ -332,6 +334,8 @@ def test_the_training_benchmark_runs_a_config_that_averages_checkpoints(crops, t
         "report_to": "none",
     }
     (tmp_path / "config.json").write_text(json.dumps(config))
+    model_args, _, _ = train.parse_args(["--config", str(tmp_path / "config.json"), "--output_dir", "x"])
+    assert bench_train.raw_throughput(model_args, batch=4, steps=1) > 0
     assert bench_train.trainer_throughput(tmp_path / "config.json", steps=2, folder=tmp_path) > 0
 
 
