@@ -309,6 +309,19 @@ def test_average_checkpoints_gives_the_mean_of_the_last_ones(crops, tmp_path):
     assert "mean of the last 2 checkpoints" in (run / "README.md").read_text()
 
 
+def test_average_checkpoints_with_no_checkpoint_on_disk_keeps_the_weights(tmp_path, caplog):
+    """A folder whose checkpoints are gone: the weights stay as they are, with a warning."""
+    model, _ = train.SCRATCH_BUILDERS["convnext"](
+        image_size=32, depths=[1, 1, 1, 1], hidden_sizes=[8, 8, 16, 16]
+    )
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    with caplog.at_level(logging.WARNING, logger="train"):
+        assert train.average_checkpoints(model, str(tmp_path), 3) == []
+    assert "No checkpoints in" in caplog.text
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, before[key])
+
+
 def test_average_checkpoints_needs_that_many_checkpoints_kept(crops, tmp_path):
     args = train_args(crops, tmp_path / "run", "--average_checkpoints", "3", "--save_total_limit", "2")
     with pytest.raises(SystemExit, match="needs 3 checkpoints kept"):

@@ -401,7 +401,8 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
     trainer.save_state()
     if model_args.average_checkpoints:
         trainer.accelerator.wait_for_everyone()  # every checkpoint is on disk
-        average_checkpoints(model, training_args.output_dir, model_args.average_checkpoints)
+        averaged = average_checkpoints(model, training_args.output_dir, model_args.average_checkpoints)
+        model_args.average_checkpoints = len(averaged)  # what the card reports
 
     # The final figures are scored by realfake's own classifier, exactly as `realfake evaluate`
     # scores a face (mirror and zoom averaging included); the threshold is where false positives and
@@ -475,6 +476,9 @@ def average_checkpoints(model, output_dir: str, last: int) -> list[Path]:
     chosen = [Path(path) for path in sort_checkpoints(output_dir)[-last:]]  # as the Trainer orders them
     if len(chosen) < last:
         logger.warning("Only %d checkpoints to average, not %d", len(chosen), last)
+    if not chosen:
+        logger.warning("No checkpoints in %s: the final weights are kept as they are", output_dir)
+        return []
     total = None
     for path in chosen:
         weights = load_file(path / SAFE_WEIGHTS_NAME)
