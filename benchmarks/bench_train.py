@@ -39,10 +39,8 @@ def raw_throughput(model_args, batch: int, steps: int) -> float:
     size = processor_input_size(processor)
     x = torch.randn(batch, 3, size, size)
     y = torch.randint(0, 2, (batch,))
-    taught = [
-        torch.randn(batch, 3, processor_input_size(t.processor), processor_input_size(t.processor))
-        for t in teachers
-    ]
+    sides = [processor_input_size(teacher.processor) for teacher in teachers]
+    taught = [torch.randn(batch, 3, side, side) for side in sides]
 
     def step() -> None:
         with torch.no_grad():

@@ -343,6 +343,7 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
     """
     model_args, data_args, training_args = parse_args(argv)
     check_averaging(model_args, training_args)
+    teachers = load_teachers(model_args, device=str(training_args.device))  # fail before the data load
     training_args.remove_unused_columns = False  # the transforms need the "image" column
     # We push the finished model folder ourselves (model files only, a failure keeps the folder);
     # Trainer's own push would create the repo at start and upload checkpoints.
@@ -369,7 +370,6 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
         rescale_min=data_args.aug_rescale_min,
         blur_p=data_args.aug_blur_p,
     )
-    teachers = load_teachers(model_args, device=str(training_args.device))
     train_set = with_transform(train_set, processor, augment, teachers)
     eval_inputs = {name: with_transform(ds, processor) for name, ds in eval_sets.items()}
     logger.info("train %d crops; validation %s", len(train_set), {k: len(v) for k, v in eval_sets.items()})
