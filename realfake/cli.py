@@ -15,7 +15,6 @@ from tqdm import tqdm
 
 from .errors import RealfakeError
 from .folders import find_images, labelled_images, read_batches
-from .images import load_image
 
 logger = logging.getLogger("realfake")
 
@@ -175,10 +174,12 @@ def run_predict(args: argparse.Namespace) -> int:
     results = []
     names = _OutputNames(dict(inputs))
     progress = _progress(len(inputs), "predict")
-    for result in detector.predict_files((path for path, _ in inputs), batch_size=args.batch_size):
+    paths = (path for path, _ in inputs)
+    for result in detector.predict_files(paths, batch_size=args.batch_size, keep_images=bool(args.annotate)):
         progress.update()
         if args.annotate and result.error is None:
             _write_annotated(result, args.annotate / names.claim(result.path))
+        result.image = None  # written (or not wanted): let it go
         results.append(result)
         if not args.json:
             tqdm.write(_describe(result), file=sys.stdout)
@@ -282,7 +283,7 @@ def _write_annotated(result, out_path: Path) -> None:
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        draw_verdicts(load_image(result.path).image, result.faces).save(out_path)
+        draw_verdicts(result.image, result.faces).save(out_path)
     except OSError as error:
         logger.warning("Could not write %s: %s", out_path, error)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -52,9 +52,11 @@ class ImageResult:
     faces: list[FaceVerdict] = field(default_factory=list)
     error: str | None = None
     first_frame_only: bool = False
+    image: Image.Image | None = field(default=None, repr=False, compare=False)
+    """The decoded RGB image, only where :meth:`Detector.predict_files` was asked to keep it."""
 
     def to_dict(self) -> dict:
-        result = asdict(self)
+        result = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "image"}
         result["faces"] = [face.to_dict() for face in self.faces]
         return result
 
@@ -93,9 +95,13 @@ class Detector:
         return self._verdicts(loaded, self.faces.detect_batch(loaded), threshold)
 
     def predict_files(
-        self, paths: Iterable[str | os.PathLike], batch_size: int = FILE_BATCH
+        self, paths: Iterable[str | os.PathLike], batch_size: int = FILE_BATCH, keep_images: bool = False
     ) -> Iterator[ImageResult]:
-        """One :class:`ImageResult` per path, in order; a file that fails does not stop the rest."""
+        """One :class:`ImageResult` per path, in order; a file that fails does not stop the rest.
+
+        ``keep_images`` leaves each decoded image on its result (``result.image``), e.g. to draw on it
+        without decoding the file again; drop it when done, or every image stays in memory.
+        """
         pending: list[tuple[ImageResult, Image.Image]] = []
         for path in paths:
             result = ImageResult(path=str(path))
@@ -109,6 +115,8 @@ class Detector:
                 continue
             result.width, result.height = loaded.size
             result.first_frame_only = loaded.first_frame_only
+            if keep_images:
+                result.image = loaded.image
             pending.append((result, loaded.image))
             if len(pending) >= batch_size:
                 yield from self._flush(pending)

@@ -90,6 +90,17 @@ def test_predict_files_goes_on_past_a_broken_file(detector, tmp_path):
     assert "truncated or corrupt" in results[1].error
     assert "No such file" in results[2].error
     assert results[0].error is None and results[0].width == 512
+    assert all(r.image is None for r in results)  # decoded images are not kept unless asked for
+
+
+def test_predict_files_keeps_the_decoded_images_when_asked(detector, tmp_path):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    good, bad = detector.predict_files([REAL_FACES[0], broken], keep_images=True)
+    expected = np.asarray(realfake.load_image(REAL_FACES[0]).image)
+    assert np.array_equal(np.asarray(good.image), expected) and bad.image is None
+    assert "image" not in good.to_dict()  # never serialised
+    assert good.faces == detector.predict(good.image)
 
 
 def test_score_images_falls_back_to_the_whole_frame(detector):
