@@ -474,11 +474,11 @@ def average_checkpoints(model, output_dir: str, last: int) -> list[Path]:
     better. Returns the checkpoints averaged, oldest first.
     """
     chosen = [Path(path) for path in sort_checkpoints(output_dir)[-last:]]  # as the Trainer orders them
-    if len(chosen) < last:
-        logger.warning("Only %d checkpoints to average, not %d", len(chosen), last)
     if not chosen:
         logger.warning("No checkpoints in %s: the final weights are kept as they are", output_dir)
         return []
+    if len(chosen) < last:
+        logger.warning("Only %d checkpoints to average, not %d", len(chosen), last)
     total = None
     for path in chosen:
         weights = load_file(path / SAFE_WEIGHTS_NAME)
