@@ -393,11 +393,75 @@ def test_distillation_blends_the_labels_with_the_teachers_on_the_same_crops(tmp_
     )
 
 
+def test_mix_up_blends_every_tensor_of_a_batch_alike():
+    """--distill_mixup: the model's pixels, each teacher's (another size) and the labels are blended
+    with the same partner by the same weight; the share not drawn is left as it was."""
+    torch.manual_seed(0)
+    index = torch.arange(64, dtype=torch.float32)
+    small, large = index.view(-1, 1, 1).expand(64, 2, 2), 10 * index.view(-1, 1, 1, 1).expand(64, 3, 4, 4)
+    labels = torch.nn.functional.one_hot(torch.arange(64) % 2, 2).float()
+
+    small_mixed, large_mixed, labels_mixed = train.mix_up([small, large, labels], share=0.5)
+
+    torch.testing.assert_close(large_mixed, 10 * small_mixed[:, :1, :1, None].expand(64, 3, 4, 4))
+    torch.testing.assert_close(labels_mixed.sum(-1), torch.ones(64))
+    blended = small_mixed[:, 0, 0] != index
+    assert 16 < blended.sum() < 48  # about half of the 64 (the rest drew themselves or weight 1)
+    assert torch.equal(labels_mixed[~blended], labels[~blended])
+    assert torch.equal(train.mix_up([small], share=0.0)[0], small)
+
+
+def test_distillation_with_mixup_has_the_teachers_score_the_blends(tmp_path):
+    """The loss with --distill_mixup is the distillation loss on the blended batch: student and
+    teachers see the same blend, and the label part of the target is blended alike."""
+    torch.manual_seed(5)
+    student, processor = train.SCRATCH_BUILDERS["convnext"](
+        image_size=32, depths=[1, 1, 1, 1], hidden_sizes=[8, 8, 16, 16]
+    )
+    teacher_model, _ = train.SCRATCH_BUILDERS["convnext"](
+        image_size=32, depths=[1, 1, 1, 1], hidden_sizes=[8, 8, 16, 16]
+    )
+    teacher_model.save_pretrained(tmp_path / "teacher")
+    processor.save_pretrained(tmp_path / "teacher")
+    teacher = realfake.FaceClassifier.from_pretrained(tmp_path / "teacher", device="cpu")
+    crops = datasets.Dataset.from_dict(
+        {"image": [Image.open(photo).resize((48, 48)) for photo in REAL_FACES[:4]], "label": [0, 1, 0, 1]}
+    )
+    batch = train.collate_fn(list(train.with_transform(crops, processor, teachers=[teacher])))
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), report_to="none", use_cpu=True)
+    trainer = train.DistillationTrainer(
+        model=student, args=args, teachers=[teacher], distill_weight=0.75, distill_mixup=1.0
+    )
+
+    torch.manual_seed(1)
+    loss = trainer.compute_loss(student, dict(batch))
+
+    torch.manual_seed(1)
+    labels = torch.nn.functional.one_hot(batch["labels"], 2).float()
+    pixels, teacher_pixels, labels = train.mix_up(
+        [batch["pixel_values"], batch["teacher0_pixel_values"], labels], 1.0
+    )
+    assert not torch.equal(pixels, batch["pixel_values"])
+    with torch.no_grad():
+        fake = torch.softmax(teacher.model(pixel_values=teacher_pixels).logits, -1)[:, 1]
+        logits = student(pixel_values=pixels).logits
+    target = 0.25 * labels + 0.75 * torch.stack([1 - fake, fake], dim=-1)
+    torch.testing.assert_close(loss.detach(), -(target * torch.log_softmax(logits, -1)).sum(-1).mean())
+
+
+def test_mixup_without_teachers_is_a_clear_error(crops, tmp_path):
+    with pytest.raises(SystemExit, match="--distill_mixup needs --teachers"):
+        train.main(train_args(crops, tmp_path / "run", "--distill_mixup", "0.5"))
+
+
 def test_distils_from_a_trained_model_end_to_end(crops, trained, tmp_path):
     _, export, _, _ = trained
     run = tmp_path / "run"
-    train.main(train_args(crops, run, "--teachers", str(export), "--distill_weight", "0.5"))
-    assert f"distilled from `{export}`" in (run / "README.md").read_text()
+    train.main(
+        train_args(crops, run, "--teachers", str(export), "--distill_weight", "0.5", "--distill_mixup", "0.5")
+    )
+    card = (run / "README.md").read_text()
+    assert f"distilled from `{export}`" in card and "50% of the crops were first blended" in card
     assert realfake.FaceClassifier.from_pretrained(run).threshold > 0
 
 

@@ -120,6 +120,12 @@ def write_model_card(
     distilled = (
         f"distilled from {teachers} (`--teachers`): its training target blended each crop's label "
         f"with their mean P(fake) on the same augmented crop, {model_args.distill_weight:.0%} theirs"
+        + (
+            f"; {model_args.distill_mixup:.0%} of the crops were first blended with another crop of "
+            "the batch (`--distill_mixup`), the teachers scoring the blend"
+            if model_args.distill_mixup
+            else ""
+        )
         if model_args.teachers
         else "trained on the labels alone (no teacher models)"
     )

@@ -134,6 +134,14 @@ class ModelArguments:
             "help": "With --teachers: the teachers' share of the target (0: labels only, 1: teachers only)."
         },
     )
+    distill_mixup: float = field(
+        default=0.0,
+        metadata={
+            "help": "With --teachers: the share of training crops blended with another crop of the batch "
+            "(mixup, blend weight uniform in 0-1) before the model and the teachers see them; the label "
+            "part of the target blends alike. 0: none."
+        },
+    )
     save_fp16: bool = field(
         default=False, metadata={"help": "Save the final weights in float16 (half the size)."}
     )
@@ -304,15 +312,25 @@ class DistillationTrainer(Trainer):
     """A Trainer whose training target blends the labels with teachers' P(fake) on the same crops
     (with no teachers, the plain Trainer)."""
 
-    def __init__(self, *args, teachers: Sequence[FaceClassifier], distill_weight: float, **kwargs) -> None:
+    def __init__(
+        self,
+        *args,
+        teachers: Sequence[FaceClassifier],
+        distill_weight: float,
+        distill_mixup: float = 0.0,
+        **kwargs,
+    ) -> None:
         super().__init__(*args, **kwargs)
-        self.teachers, self.distill_weight = list(teachers), distill_weight
+        self.teachers, self.distill_weight, self.distill_mixup = list(teachers), distill_weight, distill_mixup
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if teacher_key(0) not in inputs:  # validation batches are scored against the labels only
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         teacher_pixels = [inputs.pop(teacher_key(i)) for i in range(len(self.teachers))]
-        labels = inputs.pop("labels")
+        labels = F.one_hot(inputs.pop("labels"), 2).float()
+        if self.distill_mixup:
+            blended = mix_up([inputs["pixel_values"], *teacher_pixels, labels], self.distill_mixup)
+            inputs["pixel_values"], *teacher_pixels, labels = blended
         outputs = model(**inputs)
         with torch.no_grad():
             fake = torch.stack(
@@ -322,9 +340,24 @@ class DistillationTrainer(Trainer):
                 ]
             ).mean(0)
         taught = torch.stack([1 - fake, fake], dim=-1).to(outputs.logits.device)
-        target = (1 - self.distill_weight) * F.one_hot(labels, 2).float() + self.distill_weight * taught
+        target = (1 - self.distill_weight) * labels.to(taught.device) + self.distill_weight * taught
         loss = F.cross_entropy(outputs.logits.float(), target)  # model index 1 is fake, as in ID2LABEL
         return (loss, outputs) if return_outputs else loss
+
+
+def mix_up(tensors: Sequence[torch.Tensor], share: float) -> list[torch.Tensor]:
+    """Blend ``share`` of a batch's examples each with another example of the batch (mixup, Zhang
+    et al. 2018), by a weight per example drawn uniformly from 0-1, the same blend in every tensor
+    given (the model's pixels, each teacher's at its own size, the one-hot labels). Resizing and
+    normalising are linear, so blending each processor's output blends the crops alike."""
+    size = len(tensors[0])
+    partner = torch.randperm(size)
+    weight = torch.where(torch.rand(size) < share, torch.rand(size), torch.ones(size))
+    blended = []
+    for tensor in tensors:
+        mine = weight.to(tensor.device).view(-1, *[1] * (tensor.dim() - 1))
+        blended.append(mine * tensor + (1 - mine) * tensor[partner.to(tensor.device)])
+    return blended
 
 
 def final_scores(
@@ -381,6 +414,7 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
     trainer = DistillationTrainer(
         teachers=teachers,
         distill_weight=model_args.distill_weight,
+        distill_mixup=model_args.distill_mixup,
         model=model,
         args=training_args,
         train_dataset=train_set,
@@ -450,6 +484,10 @@ def load_teachers(model_args: ModelArguments, device: str) -> list[FaceClassifie
     """The --teachers models, ready to score; a clear error for one that cannot be used."""
     if not 0 <= model_args.distill_weight <= 1:
         raise SystemExit("train: error: --distill_weight must be between 0 and 1.")
+    if not 0 <= model_args.distill_mixup <= 1:
+        raise SystemExit("train: error: --distill_mixup must be between 0 and 1.")
+    if model_args.distill_mixup and not model_args.teachers:
+        raise SystemExit("train: error: --distill_mixup needs --teachers (the teachers score the blends).")
     try:
         return [FaceClassifier.from_pretrained(name, device=device) for name in model_args.teachers]
     except ModelError as error:
