@@ -65,20 +65,8 @@ class FaceClassifier:
             ModelError: the model cannot be found or loaded, or is not a real/fake classifier.
         """
         name = str(name_or_path)
-        if _looks_like_path(name) and not Path(name).is_dir():
-            raise ModelError(f"No model folder at {name}.")
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        try:
-            model = AutoModelForImageClassification.from_pretrained(
-                name,
-                revision=revision,
-                use_safetensors=True,
-                trust_remote_code=False,
-                dtype=torch.float32,
-            )
-            processor = AutoImageProcessor.from_pretrained(name, revision=revision, trust_remote_code=False)
-        except (OSError, ValueError, KeyError) as error:
-            raise ModelError(_load_failure(name, error)) from None
+        model, processor = load_model_files(name, revision)
         logger.info("Loaded classifier %s%s", name, f"@{revision}" if revision else "")
         return cls(model.to(device), processor, name=name, revision=revision)
 
@@ -175,6 +163,30 @@ def processor_input_size(processor, default: int = 224) -> int:
         if get(key):
             return int(get(key))
     return int(default)
+
+
+def load_model_files(name: str, revision: str | None = None, **model_kwargs):
+    """An image classifier in float32 and its image processor, from a folder or a Hub id:
+    safetensors weights only, never remote code; ``model_kwargs`` go to ``from_pretrained``.
+
+    Raises:
+        ModelError: no such folder, or it cannot be found or loaded (one line that says why).
+    """
+    if _looks_like_path(name) and not Path(name).is_dir():
+        raise ModelError(f"No model folder at {name}.")
+    try:
+        model = AutoModelForImageClassification.from_pretrained(
+            name,
+            revision=revision,
+            use_safetensors=True,
+            trust_remote_code=False,
+            dtype=torch.float32,  # whatever the checkpoint was saved in (the bundled one: float16)
+            **model_kwargs,
+        )
+        processor = AutoImageProcessor.from_pretrained(name, revision=revision, trust_remote_code=False)
+    except (OSError, ValueError, KeyError) as error:
+        raise ModelError(_load_failure(name, error)) from None
+    return model, processor
 
 
 def _looks_like_path(name: str) -> bool:

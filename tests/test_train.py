@@ -465,6 +465,13 @@ def test_distils_from_a_trained_model_end_to_end(crops, trained, tmp_path):
     assert realfake.FaceClassifier.from_pretrained(run).threshold > 0
 
 
+def test_a_model_that_cannot_be_loaded_is_a_clear_error_before_the_data_load(tmp_path):
+    missing = tmp_path / "missing"
+    args = train_args(tmp_path / "no-crops", tmp_path / "run", "--model_name_or_path", str(missing))
+    with pytest.raises(SystemExit, match=r"--model_name_or_path: No model folder at .*missing\.$"):
+        train.main(args)
+
+
 def test_a_teacher_that_cannot_be_loaded_is_a_clear_error(crops, tmp_path):
     args = train_args(crops, tmp_path / "run", "--teachers", str(tmp_path / "missing"))
     with pytest.raises(SystemExit, match=r"--teachers: No model folder at .*missing\.$"):

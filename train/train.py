@@ -38,8 +38,6 @@ import transformers
 from huggingface_hub import HfApi
 from safetensors.torch import load_file
 from transformers import (
-    AutoImageProcessor,
-    AutoModelForImageClassification,
     HfArgumentParser,
     Trainer,
     TrainingArguments,
@@ -57,6 +55,7 @@ from realfake.classifier import (  # noqa: E402
     THRESHOLD_KEY,
     ZOOMS_KEY,
     FaceClassifier,
+    load_model_files,
     processor_input_size,
 )
 from realfake.errors import ModelError  # noqa: E402
@@ -258,19 +257,17 @@ def load_splits(
 def build_model(model_args: ModelArguments):
     """The model and its image processor, with id2label = {0: real, 1: fake}."""
     if model_args.model_name_or_path:
-        model = AutoModelForImageClassification.from_pretrained(
-            model_args.model_name_or_path,
-            revision=model_args.model_revision,
-            num_labels=2,
-            id2label=ID2LABEL,
-            label2id=LABEL2ID,
-            ignore_mismatched_sizes=True,
-            use_safetensors=True,
-            dtype=torch.float32,  # train in full precision whatever the checkpoint was saved in
-        )
-        processor = AutoImageProcessor.from_pretrained(
-            model_args.model_name_or_path, revision=model_args.model_revision
-        )
+        try:
+            model, processor = load_model_files(
+                model_args.model_name_or_path,
+                model_args.model_revision,
+                num_labels=2,
+                id2label=ID2LABEL,
+                label2id=LABEL2ID,
+                ignore_mismatched_sizes=True,
+            )
+        except ModelError as error:
+            raise SystemExit(f"train: error: --model_name_or_path: {error}") from None
         return model, processor
     if model_args.architecture not in SCRATCH_BUILDERS:
         raise SystemExit(f"train: error: --architecture must be one of {sorted(SCRATCH_BUILDERS)}.")
@@ -388,8 +385,8 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
     transformers.utils.logging.set_verbosity_warning()
     set_seed(training_args.seed)
 
+    model, processor = build_model(model_args)  # a model that cannot be loaded fails before the data
     train_set, eval_sets, margin = load_splits(data_args, training_args.seed)
-    model, processor = build_model(model_args)
     model.config.update(
         {CROP_MARGIN_KEY: margin, MIRROR_KEY: model_args.mirror_average, ZOOMS_KEY: model_args.zooms}
     )
