@@ -17,6 +17,8 @@ confusion matrix. A run killed midway resumes from its last checkpoint when star
 With ``--teachers`` the model is distilled: its target on each augmented crop blends the label with
 the mean P(fake) of the teacher models on that same crop (knowledge distillation, Hinton et al. 2015),
 so that one small model can learn what an ensemble of several (or a large pretrained model) knows.
+``--distill_mixup`` first blends a share of each batch's crops with one another (mixup), so the teachers
+are matched between the training images too (Beyer et al. 2022, "patient and consistent" distillation).
 """
 
 from __future__ import annotations
@@ -346,7 +348,8 @@ def mix_up(tensors: Sequence[torch.Tensor], share: float) -> list[torch.Tensor]:
     """Blend ``share`` of a batch's examples each with another example of the batch (mixup, Zhang
     et al. 2018), by a weight per example drawn uniformly from 0-1, the same blend in every tensor
     given (the model's pixels, each teacher's at its own size, the one-hot labels). Resizing and
-    normalising are linear, so blending each processor's output blends the crops alike."""
+    normalising are linear (up to rounding), so blending each processor's output blends the crops
+    alike. A drawn example may draw itself as partner, which leaves it as it was."""
     size = len(tensors[0])
     partner = torch.randperm(size)
     weight = torch.where(torch.rand(size) < share, torch.rand(size), torch.ones(size))
