@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
+from .clip import fast_bf16  # importing it registers the CLIP classifier with the Auto classes
 from .errors import ModelError
 from .faces import CROP_MARGIN
 
@@ -128,7 +129,7 @@ class FaceClassifier:
         A crop's score is the mean over its views: each of :attr:`zooms`, and with
         :attr:`mirror_average` the mirror image of each, all in one batch.
         """
-        scores = []
+        scores, options = [], {"bf16": True} if fast_bf16(self.model) else {}
         for start in range(0, len(crops), batch_size):
             batch = crops[start : start + batch_size]
             views = [zoom_in(crop, zoom) for zoom in self.zooms for crop in batch]
@@ -136,7 +137,7 @@ class FaceClassifier:
             pixels = inputs["pixel_values"].to(self.device, self.model.dtype)
             if self.mirror_average:
                 pixels = torch.cat([pixels, pixels.flip(-1)])
-            fake = self.fake_from_logits(self.model(pixel_values=pixels).logits)
+            fake = self.fake_from_logits(self.model(pixel_values=pixels, **options).logits)
             scores.append(fake.view(-1, len(batch)).mean(0).cpu().numpy())
         if not scores:
             return np.zeros(0, dtype=np.float64)

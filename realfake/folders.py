@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -34,12 +35,41 @@ def find_images(folder: Path) -> list[Path]:
     )
 
 
-def labelled_images(data_dir: Path, sources: list[str] | None = None) -> list[LabelledImage]:
+def source_shares(specs: Sequence[str]) -> dict[str, float]:
+    """Source specs as {source: share}: ``name`` is the whole source, ``name:0.3`` the 30% of its
+    files that :func:`in_share` picks.
+
+    Raises:
+        RealfakeError: a share that is not a number in (0, 1].
+    """
+    shares = {}
+    for spec in specs:
+        name, _, share = spec.partition(":")
+        try:
+            shares[name] = float(share) if share else 1.0
+        except ValueError:
+            shares[name] = -1.0
+        if not 0 < shares[name] <= 1:
+            raise RealfakeError(f"{spec}: the share after the colon must be a number in (0, 1].")
+    return shares
+
+
+def in_share(file: str | Path, share: float) -> bool:
+    """Whether a file is in the ``share`` of its source that is held out: decided by a hash of its
+    name alone, so training, ``evaluate`` and the benchmarks pick the same files on every machine."""
+    if share >= 1:
+        return True
+    digest = hashlib.sha256(Path(file).name.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < share
+
+
+def labelled_images(data_dir: Path, sources: Sequence[str] | None = None) -> list[LabelledImage]:
     """The images of ``data_dir/real`` and ``data_dir/fake``, each with its source.
 
     The source comes from ``data_dir/metadata.csv`` (columns ``file_name`` and ``source``, as
     ``datasets``' imagefolder reads it) where the file is listed there, else it is the class name.
-    ``sources`` keeps only the images of those sources.
+    ``sources`` keeps only the images of those sources; ``name:0.3`` keeps the 30% of that
+    source's files that ``train.py --heldout_sources name:0.3`` holds out (see :func:`in_share`).
 
     Raises:
         RealfakeError: a class folder is missing, a named source has no images, or nothing is left.
@@ -60,12 +90,13 @@ def labelled_images(data_dir: Path, sources: list[str] | None = None) -> list[La
         for path in find_images(data_dir / cls)
     ]
     if sources:
-        missing = sorted(set(sources) - {item.source for item in files})
+        shares = source_shares(sources)
+        missing = sorted(set(shares) - {item.source for item in files})
         if missing:
             raise RealfakeError(
                 f"No images of source {', '.join(missing)} in {data_dir} (see its metadata.csv)."
             )
-        files = [item for item in files if item.source in sources]
+        files = [item for item in files if item.source in shares and in_share(item.path, shares[item.source])]
     if not files:
         raise RealfakeError(f"{data_dir}/real and {data_dir}/fake hold no image files.")
     return files

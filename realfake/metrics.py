@@ -101,3 +101,16 @@ def equal_error_rate(scores: np.ndarray, labels: np.ndarray) -> tuple[float, flo
     eer = fpr[i - 1] + w * (fpr[i] - fpr[i - 1])
     threshold = thresholds[i - 1] + w * (thresholds[i] - thresholds[i - 1])
     return float(eer), float(threshold)
+
+
+def threshold_at_fpr(scores: np.ndarray, labels: np.ndarray, max_fpr: float) -> float:
+    """The lowest threshold at which at most ``max_fpr`` of the real faces (label 0) score at or
+    above it, i.e. are called fake."""
+    real = np.sort(np.asarray(scores, dtype=np.float64)[np.asarray(labels) == 0])
+    allowed = int(np.floor(max_fpr * len(real) + 1e-9))  # reals that may be called fake
+    if len(real) == 0:
+        return 0.0
+    if allowed >= len(real):
+        return float(real[0])
+    # Just above the highest real score that must stay below it.
+    return float(np.nextafter(real[len(real) - allowed - 1], np.inf))

@@ -15,6 +15,7 @@ from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_sc
 
 import realfake
 from realfake.faces import whole_frame
+from realfake.folders import in_share
 from realfake.images import load_image
 
 FACE_KEYS = {"box", "detection_score", "fake_probability", "label"}
@@ -234,3 +235,32 @@ def test_evaluate_by_source_from_metadata(tiny_convnext, tmp_path):
         done.stderr.strip()
         == f"realfake: error: No images of source midjourney in {data} (see its metadata.csv)."
     )
+
+    # SOURCE:SHARE takes the files train.py --heldout_sources SOURCE:SHARE holds out, and no others
+    held = [p.name for p in REAL_FACES if in_share(p, 0.5)]
+    assert 0 < len(held) < len(REAL_FACES)  # the fixture names split both ways at 0.5
+    done = run_cli(
+        "evaluate",
+        str(data),
+        "--model",
+        str(tiny_convnext),
+        "--sources",
+        "ffhq-1024:0.5",
+        "tpdne-2022",
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["by_source"]["ffhq-1024"]["n"] == len(held)
+    done = run_cli("evaluate", str(data), "--model", str(tiny_convnext), "--sources", "ffhq-1024:half")
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "realfake: error: ffhq-1024:half: the share after the colon must be a number in (0, 1]."
+    )
+
+
+def test_held_out_shares_are_the_same_files_in_training_and_evaluation():
+    names = [f"sdfd-sd21-{i}.jpg" for i in range(2000)]
+    held = [name for name in names if in_share(f"/any/folder/{name}", 0.3)]
+    assert 0.27 < len(held) / len(names) < 0.33
+    assert held == [name for name in names if in_share(name, 0.3)]  # the name alone decides
+    assert all(in_share(name, 1.0) for name in names)

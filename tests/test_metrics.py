@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score, roc_curve
 
-from realfake.metrics import RealFakeMetrics, compute_metrics, equal_error_rate
+from realfake.metrics import RealFakeMetrics, compute_metrics, equal_error_rate, threshold_at_fpr
 
 
 @pytest.fixture(scope="module")
@@ -63,3 +63,26 @@ def test_the_evaluate_module_computes_the_same(metric):
     for start in range(0, 50, 10):  # evaluate's incremental API
         metric.add_batch(predictions=scores[start : start + 10], references=labels[start : start + 10])
     assert metric.compute(threshold=0.3) == pytest.approx(compute_metrics(scores, labels, 0.3), nan_ok=True)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 300),
+    max_fpr=st.floats(0.0, 1.0),
+    seed=st.integers(0, 2**32 - 1),
+    ties=st.booleans(),
+)
+def test_threshold_at_fpr_is_the_lowest_that_keeps_false_positives_within_the_cap(n, max_fpr, seed, ties):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    labels[0] = 0  # at least one real face
+    scores = rng.uniform(0, 1, n)
+    if ties:
+        scores = np.round(scores, 1)
+    threshold = threshold_at_fpr(scores, labels, max_fpr)
+    real = scores[labels == 0]
+    assert (real >= threshold).mean() <= max_fpr + 1e-9
+    # any lower threshold that is still above some real score lets in more false positives
+    lower = real[real < threshold]
+    if lower.size:
+        assert (real >= lower.max()).mean() > max_fpr

@@ -23,9 +23,12 @@ are matched between the training images too (Beyer et al. 2022, "patient and con
 
 from __future__ import annotations
 
+import csv
+import hashlib
 import json
 import logging
 import os
+import random
 import shutil
 import sys
 from collections.abc import Sequence
@@ -40,6 +43,7 @@ import transformers
 from huggingface_hub import HfApi
 from safetensors.torch import load_file
 from transformers import (
+    AutoImageProcessor,
     HfArgumentParser,
     Trainer,
     TrainingArguments,
@@ -51,6 +55,7 @@ from transformers.utils import SAFE_WEIGHTS_NAME
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from realfake.architectures import ID2LABEL, LABEL2ID, convnext_from_scratch, vit_from_scratch  # noqa: E402
+from realfake.base import resolve_base  # noqa: E402
 from realfake.classifier import (  # noqa: E402
     CROP_MARGIN_KEY,
     MIRROR_KEY,
@@ -60,15 +65,19 @@ from realfake.classifier import (  # noqa: E402
     load_model_files,
     processor_input_size,
 )
-from realfake.errors import ModelError  # noqa: E402
+from realfake.clip import TUNE_MODES, RealfakeClipForImageClassification, fast_bf16, is_clip_base  # noqa: E402
+from realfake.errors import ModelError, RealfakeError  # noqa: E402
 from realfake.faces import CROP_MARGIN  # noqa: E402
-from realfake.metrics import RealFakeMetrics, equal_error_rate  # noqa: E402
+from realfake.folders import in_share, source_shares  # noqa: E402
+from realfake.metrics import RealFakeMetrics, equal_error_rate, threshold_at_fpr  # noqa: E402
 from train.augment import build_train_augmentation  # noqa: E402
 from train.card import write_model_card  # noqa: E402
 from train.prepare import INFO_FILE  # noqa: E402
 
 logger = logging.getLogger("train")
 
+TOKENS_VERSION = 1  # bump when the cached CLIP class tokens change meaning, to invalidate every cache
+SCORES_FILE = "validation_scores.csv"  # every validation crop's P(fake), for train/protocol.py
 SCRATCH_BUILDERS = {"convnext": convnext_from_scratch, "vit": vit_from_scratch}
 MODEL_FILES = (
     "config.json",
@@ -88,8 +97,9 @@ class ModelArguments:
     model_name_or_path: str | None = field(
         default=None,
         metadata={
-            "help": "Pretrained checkpoint (Hub id or folder), e.g. facebook/convnext-tiny-224 or "
-            "google/vit-base-patch16-224-in21k. Leave out to train --architecture from scratch."
+            "help": "Pretrained checkpoint (Hub id or folder), e.g. facebook/convnext-tiny-224, or a CLIP "
+            "base: clip-vit-b16-int8 (built from the package registry, see realfake/base.py), "
+            "openai/clip-vit-base-patch16 or a CLIP folder. Leave out to train --architecture from scratch."
         },
     )
     model_revision: str = field(default="main", metadata={"help": "Hub revision of the checkpoint."})
@@ -101,6 +111,23 @@ class ModelArguments:
             "help": 'From scratch: JSON config overrides, e.g. {"depths": [2, 2, 6, 2], "hidden_sizes": [40, 80, 160, 320]}.'
         },
     )
+    feature_layers: list[int] = field(
+        default_factory=list,
+        metadata={"help": "CLIP base: blocks (1-12) whose class token the head reads, e.g. 9 11."},
+    )
+    use_projection: bool = field(
+        default=True,
+        metadata={"help": "CLIP base: the head also reads CLIP's projected image embedding (UnivFD)."},
+    )
+    tune: str = field(
+        default="head",
+        metadata={
+            "help": "CLIP base: what to train: head (frozen backbone; its class tokens are computed once "
+            "and cached), layernorm, lora (a peft adapter on the attention projections) or full."
+        },
+    )
+    lora_r: int = field(default=8, metadata={"help": "--tune lora: the adapter's rank."})
+    lora_alpha: int = field(default=16, metadata={"help": "--tune lora: the adapter's scale numerator."})
     mirror_average: bool = field(
         default=True,
         metadata={
@@ -160,13 +187,32 @@ class DataArguments:
         default=None, metadata={"help": "Or a Hub dataset of crops (same columns)."}
     )
     heldout_sources: list[str] = field(
-        default_factory=list, metadata={"help": "Sources kept out of training and validated on separately."}
+        default_factory=list,
+        metadata={
+            "help": "Sources kept out of training and validated on separately; SOURCE:SHARE holds out "
+            "that share of the source's files only (chosen by a hash of the file name, so every run "
+            "holds out the same files)."
+        },
     )
     validation_fraction: float = field(default=0.1, metadata={"help": "Random validation share of the rest."})
     max_train_samples: int | None = field(
         default=None, metadata={"help": "Truncate training data (debugging)."}
     )
     max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate each validation set."})
+    feature_views: int = field(
+        default=1,
+        metadata={
+            "help": "--tune head on a CLIP base: augmented views of each crop whose class tokens are "
+            "cached and trained on, besides the crop itself."
+        },
+    )
+    threshold_max_fpr: float | None = field(
+        default=None,
+        metadata={
+            "help": "Raise the decision threshold above the equal-error point where needed so that at "
+            "most this share of the random validation split's real faces is called fake."
+        },
+    )
     aug_min_scale: float = field(
         default=0.6, metadata={"help": "Smallest area share of random resized crops."}
     )
@@ -188,10 +234,11 @@ def teacher_key(index: int) -> str:
 
 
 def collate_fn(examples: list[dict]) -> dict[str, torch.Tensor]:
-    """Stack transformed examples into a batch for the model (and the teachers, if any)."""
-    pixels = [key for key in examples[0] if key.endswith("pixel_values")]
+    """Stack transformed examples into a batch for the model (and the teachers, if any): pixels, or
+    cached CLIP class tokens."""
+    inputs = [key for key in examples[0] if key.endswith("pixel_values") or key == "class_tokens"]
     return {
-        **{key: torch.stack([example[key] for example in examples]) for key in pixels},
+        **{key: torch.stack([torch.as_tensor(example[key]) for example in examples]) for key in inputs},
         "labels": torch.tensor([example["label"] for example in examples]),
     }
 
@@ -219,10 +266,8 @@ def config_to_flags(config: dict) -> list[str]:
     return flags
 
 
-def load_splits(
-    data_args: DataArguments, seed: int
-) -> tuple[datasets.Dataset, dict[str, datasets.Dataset], float]:
-    """Training data, the validation sets by name, and the crop margin the crops were cut with."""
+def load_data(data_args: DataArguments) -> tuple[datasets.Dataset, float]:
+    """All crops, and the crop margin they were cut with."""
     margin = CROP_MARGIN
     if data_args.dataset_dir:
         dataset = datasets.load_from_disk(data_args.dataset_dir)
@@ -231,33 +276,72 @@ def load_splits(
             margin = json.loads(info.read_text())["settings"]["crop_margin"]
     else:
         dataset = datasets.load_dataset(data_args.dataset_name, split="train")
+    return dataset, margin
+
+
+def split_rows(
+    dataset: datasets.Dataset, data_args: DataArguments, seed: int
+) -> tuple[list[int], dict[str, list[int]]]:
+    """Row numbers for training and for each validation set ("random", and "heldout" if any)."""
     sources = dataset["source"]
-    unknown = set(data_args.heldout_sources) - set(sources)
+    try:
+        shares = source_shares(data_args.heldout_sources)
+    except RealfakeError as error:
+        raise SystemExit(f"train: error: --heldout_sources {error}") from None
+    unknown = set(shares) - set(sources)
     if unknown:
         raise SystemExit(
             f"train: error: --heldout_sources {sorted(unknown)} are not in the data; "
             f"its sources are {sorted(set(sources))}."
         )
-    heldout_rows = [i for i, s in enumerate(sources) if s in data_args.heldout_sources]
-    rest = dataset.select([i for i, s in enumerate(sources) if s not in data_args.heldout_sources])
-    split = rest.train_test_split(
+    files = dataset["file"] if "file" in dataset.column_names else [str(i) for i in range(len(dataset))]
+    held = [s in shares and in_share(f, shares[s]) for s, f in zip(sources, files)]
+    rest = [i for i, h in enumerate(held) if not h]
+    labels = dataset["label"]
+    # The random split is stratified by label, as datasets does it, over the rows not held out.
+    index = datasets.Dataset.from_dict(
+        {"row": rest, "label": [labels[i] for i in rest]},
+        features=datasets.Features({"row": datasets.Value("int64"), "label": dataset.features["label"]}),
+    )
+    split = index.train_test_split(
         test_size=data_args.validation_fraction, seed=seed, stratify_by_column="label"
     )
-    train, evals = split["train"], {"random": split["test"]}
-    if heldout_rows:
-        evals["heldout"] = dataset.select(heldout_rows)
-    if data_args.max_train_samples:
-        train = train.shuffle(seed=seed).select(range(min(data_args.max_train_samples, len(train))))
+    train, evals = list(split["train"]["row"]), {"random": list(split["test"]["row"])}
+    if any(held):
+        evals["heldout"] = [i for i, h in enumerate(held) if h]
+    rng = np.random.default_rng(seed)
+    if data_args.max_train_samples and data_args.max_train_samples < len(train):
+        train = sorted(rng.choice(train, data_args.max_train_samples, replace=False).tolist())
     if data_args.max_eval_samples:
         evals = {
-            k: v.shuffle(seed=seed).select(range(min(data_args.max_eval_samples, len(v))))
-            for k, v in evals.items()
+            name: sorted(rng.choice(rows, data_args.max_eval_samples, replace=False).tolist())
+            if data_args.max_eval_samples < len(rows)
+            else rows
+            for name, rows in evals.items()
         }
-    return train, evals, margin
+    return train, evals
 
 
 def build_model(model_args: ModelArguments):
     """The model and its image processor, with id2label = {0: real, 1: fake}."""
+    if model_args.model_name_or_path and is_clip_base(model_args.model_name_or_path):
+        if model_args.tune not in TUNE_MODES:
+            raise SystemExit(f"train: error: --tune must be one of {', '.join(TUNE_MODES)}.")
+        try:
+            model = RealfakeClipForImageClassification.from_base(
+                model_args.model_name_or_path,
+                feature_layers=model_args.feature_layers,
+                use_projection=model_args.use_projection,
+                tune=model_args.tune,
+                lora={"r": model_args.lora_r, "lora_alpha": model_args.lora_alpha},
+                num_labels=2,
+                id2label=ID2LABEL,
+                label2id=LABEL2ID,
+            )
+            processor = AutoImageProcessor.from_pretrained(resolve_base(model_args.model_name_or_path))
+        except (ModelError, ValueError) as error:
+            raise SystemExit(f"train: error: --model_name_or_path: {error}") from None
+        return model, processor
     if model_args.model_name_or_path:
         try:
             model, processor = load_model_files(
@@ -360,13 +444,92 @@ def mix_up(tensors: Sequence[torch.Tensor], share: float) -> list[torch.Tensor]:
     return blended
 
 
+def uses_cached_tokens(model) -> bool:
+    """Whether only a head on a frozen CLIP backbone trains, so the backbone's class tokens can be
+    computed once per crop (and view) and cached, instead of every epoch."""
+    return isinstance(model, RealfakeClipForImageClassification) and model.config.tune == "head"
+
+
+def cache_class_tokens(
+    model: RealfakeClipForImageClassification,
+    processor,
+    dataset: datasets.Dataset,
+    view: int,
+    augment=None,
+    augment_key: str = "",
+    seed: int = 0,
+    batch_size: int = 32,
+) -> datasets.Dataset:
+    """``dataset`` with each crop's image replaced by the backbone's class tokens (``class_tokens``,
+    layers x hidden, float16), exactly as realfake computes them when it scores a face.
+
+    View 0 is the crop as it is; view v > 0 is one augmented copy of every crop, drawn from a seed of
+    (``seed``, v, batch), so a view is the same in every run. datasets caches the result beside the
+    data under a fingerprint of all it depends on: a second run (another fold of the protocol, a
+    resumed run) reads it back at once.
+    """
+    key = [
+        TOKENS_VERSION,
+        dataset._fingerprint,
+        model.config.base_model,
+        model.config.bf16_inference,
+        processor.to_json_string(),
+        view,
+        [seed, augment_key] if view else None,
+    ]
+    fingerprint = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:32]
+    model.eval()
+
+    def embed(batch: dict, rows: list[int]) -> dict:
+        images = [image.convert("RGB") for image in batch["image"]]
+        if view:
+            random.seed(f"{seed}-{view}-{rows[0]}")
+            torch.manual_seed(hash((seed, view, rows[0])) % 2**31)
+            images = [augment(image) for image in images]
+        pixels = processor(images=images, return_tensors="pt")["pixel_values"].to(model.device)
+        with torch.inference_mode():
+            tokens = model.class_tokens(pixels, bf16=fast_bf16(model))
+        return {"class_tokens": tokens.to(torch.float16).cpu().numpy()}
+
+    tokens = dataset.map(
+        embed,
+        batched=True,
+        batch_size=batch_size,
+        with_indices=True,
+        remove_columns=["image"],
+        new_fingerprint=fingerprint,
+        desc=f"CLIP class tokens, {'crops as they are' if not view else f'augmented view {view}'}",
+    )
+    return tokens.with_format("torch", columns=["class_tokens", "label"])
+
+
 def final_scores(
     classifier: FaceClassifier, dataset: datasets.Dataset, batch_size: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """P(fake) for every crop of a validation set, and its labels."""
+    """P(fake) for every crop of a validation set (or its cached class tokens), and its labels."""
     logger.info("Scoring %d validation crops with realfake's classifier", len(dataset))
+    if "class_tokens" in dataset.column_names:
+        model, scores = classifier.model.eval(), []
+        with torch.inference_mode():
+            for start in range(0, len(dataset), batch_size):
+                tokens = dataset[start : start + batch_size]["class_tokens"].to(classifier.device)
+                scores.append(classifier.fake_from_logits(model(class_tokens=tokens).logits).cpu().numpy())
+        labels = np.asarray(dataset.with_format(None)["label"])
+        return np.concatenate(scores).astype(np.float64), labels
     crops = [image.convert("RGB") for image in dataset["image"]]
     return classifier.fake_probabilities(crops, batch_size=batch_size), np.asarray(dataset["label"])
+
+
+def write_scores(path: Path, dataset: datasets.Dataset, rows: dict[str, list[int]], curves: dict) -> None:
+    """Every validation crop's file, source, label and P(fake), one CSV row each."""
+    files = dataset["file"] if "file" in dataset.column_names else [str(i) for i in range(len(dataset))]
+    sources, names = dataset["source"], dataset.features["label"].names
+    with open(path, "w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["set", "file", "source", "label", "fake_probability"])
+        for name, (scores, labels) in curves.items():
+            for row, label, score in zip(rows[name], labels, scores):
+                writer.writerow([name, files[row], sources[row], names[label], f"{score:.6f}"])
 
 
 def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
@@ -389,7 +552,11 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
     set_seed(training_args.seed)
 
     model, processor = build_model(model_args)  # a model that cannot be loaded fails before the data
-    train_set, eval_sets, margin = load_splits(data_args, training_args.seed)
+    cached = uses_cached_tokens(model)
+    if cached:
+        check_cached_tokens(model_args, data_args)
+    dataset, margin = load_data(data_args)
+    train_rows, eval_rows = split_rows(dataset, data_args, training_args.seed)
     model.config.update(
         {CROP_MARGIN_KEY: margin, MIRROR_KEY: model_args.mirror_average, ZOOMS_KEY: model_args.zooms}
     )
@@ -403,8 +570,22 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
         rescale_min=data_args.aug_rescale_min,
         blur_p=data_args.aug_blur_p,
     )
-    train_set = with_transform(train_set, processor, augment, teachers)
-    eval_inputs = {name: with_transform(ds, processor) for name, ds in eval_sets.items()}
+    if cached:  # the frozen backbone runs once per crop and view, here; training sees its tokens
+        augment_key = json.dumps({k: v for k, v in vars(data_args).items() if k.startswith("aug_")})
+        batch_size = training_args.per_device_eval_batch_size
+        views = [
+            cache_class_tokens(
+                model, processor, dataset, view, augment, augment_key, training_args.seed, batch_size
+            )
+            for view in range(1 + data_args.feature_views)
+        ]
+        train_set = datasets.concatenate_datasets([tokens.select(train_rows) for tokens in views])
+        eval_sets = {name: views[0].select(rows) for name, rows in eval_rows.items()}
+        eval_inputs = eval_sets
+    else:
+        train_set = with_transform(dataset.select(train_rows), processor, augment, teachers)
+        eval_sets = {name: dataset.select(rows) for name, rows in eval_rows.items()}
+        eval_inputs = {name: with_transform(ds, processor) for name, ds in eval_sets.items()}
     logger.info("train %d crops; validation %s", len(train_set), {k: len(v) for k, v in eval_sets.items()})
     if teachers:
         logger.info(
@@ -443,8 +624,10 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
     # negatives balance on the random validation split.
     classifier = FaceClassifier(model, processor, name=training_args.output_dir)
     batch_size = training_args.per_device_eval_batch_size
-    curves = {name: final_scores(classifier, dataset, batch_size) for name, dataset in eval_sets.items()}
+    curves = {name: final_scores(classifier, data, batch_size) for name, data in eval_sets.items()}
     _, threshold = equal_error_rate(*curves["random"])
+    if data_args.threshold_max_fpr is not None:
+        threshold = max(threshold, threshold_at_fpr(*curves["random"], data_args.threshold_max_fpr))
     model.config.update({THRESHOLD_KEY: round(float(threshold), 6)})
     metrics = {}
     for name, (scores, labels) in curves.items():
@@ -454,6 +637,7 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
     trainer.save_metrics("eval", metrics)
 
     if trainer.is_world_process_zero():
+        write_scores(Path(training_args.output_dir) / SCORES_FILE, dataset, eval_rows, curves)
         if model_args.save_fp16:
             model.half()
         trainer.save_model(training_args.output_dir)
@@ -494,6 +678,21 @@ def load_teachers(model_args: ModelArguments, device: str) -> list[FaceClassifie
         raise SystemExit(f"train: error: --teachers: {error}") from None
 
 
+def check_cached_tokens(model_args: ModelArguments, data_args: DataArguments) -> None:
+    """Head tuning on cached class tokens scores each crop once, as it is: no test-time views, no teachers."""
+    if model_args.mirror_average or model_args.zooms != [1.0]:
+        raise SystemExit(
+            "train: error: --tune head on a CLIP base caches one view per crop: "
+            "set --mirror_average false and leave --zooms at 1.0."
+        )
+    if model_args.teachers:
+        raise SystemExit(
+            "train: error: --teachers needs the backbone in training: use --tune layernorm, lora or full."
+        )
+    if data_args.feature_views < 0:
+        raise SystemExit("train: error: --feature_views must be 0 or more.")
+
+
 def check_averaging(model_args: ModelArguments, training_args: TrainingArguments) -> None:
     """--average_checkpoints N needs a checkpoint per epoch (or per save) and N of them kept."""
     n, limit = model_args.average_checkpoints, training_args.save_total_limit
@@ -521,8 +720,8 @@ def average_checkpoints(model, output_dir: str, last: int) -> list[Path]:
     for path in chosen:
         weights = load_file(path / SAFE_WEIGHTS_NAME)
         total = weights if total is None else {k: total[k] + weights[k] for k in total}
-    state = model.state_dict()
-    model.load_state_dict({k: (total[k] / len(chosen)).to(state[k].dtype) for k in state})
+    state = model.state_dict()  # a checkpoint may hold only what trains (a CLIP model's head)
+    model.load_state_dict({k: (total[k] / len(chosen)).to(state[k].dtype) for k in total}, strict=False)
     logger.info("Averaged the weights of %s", ", ".join(path.name for path in chosen))
     return chosen
 
