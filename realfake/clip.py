@@ -92,6 +92,10 @@ class RealfakeClipForImageClassification(PreTrainedModel):
     def __init__(self, config: RealfakeClipConfig) -> None:
         super().__init__(config)
         self.backbone = CLIPVisionModelWithProjection(config.vision_config)
+        # Standardises each feature with its mean and variance over the training data (a batch norm
+        # without scale and shift, as in linear probing: CLIP's features differ in scale by orders
+        # of magnitude); the running averages are cumulative, so they end as the training set's.
+        self.head_norm = nn.BatchNorm1d(self.feature_size, affine=False, momentum=None)
         self.classifier = nn.Linear(self.feature_size, config.num_labels)
         if config.tune == "lora":
             from peft import LoraConfig, inject_adapter_in_model
@@ -115,7 +119,7 @@ class RealfakeClipForImageClassification(PreTrainedModel):
         """Whether a state-dict key holds weights that training changes (and a saved folder keeps)."""
         tune = self.config.tune
         return (
-            key.startswith("classifier.")
+            key.startswith(("classifier.", "head_norm."))
             or tune == "full"
             or (tune == "layernorm" and any(norm in key for norm in _NORM_KEYS))
             or (tune == "lora" and "lora_" in key)
@@ -157,7 +161,14 @@ class RealfakeClipForImageClassification(PreTrainedModel):
         ``bf16``: see :meth:`class_tokens`."""
         if class_tokens is None:
             class_tokens = self.class_tokens(pixel_values, bf16=bf16)
-        logits = self.classifier(self.head_features(class_tokens))
+        features = self.head_features(class_tokens)
+        if self.training and len(features) == 1:  # a batch of one has no variance to standardise by
+            self.head_norm.eval()
+            features = self.head_norm(features)
+            self.head_norm.train()
+        else:
+            features = self.head_norm(features)
+        logits = self.classifier(features)
         loss = nn.functional.cross_entropy(logits.float(), labels) if labels is not None else None
         return ImageClassifierOutput(loss=loss, logits=logits)
 

@@ -56,14 +56,17 @@ def clip_args(crops, output, base, *extra):  # noqa: F811
 @pytest.fixture(scope="module")
 def head_run(crops, clip_base, tmp_path_factory):  # noqa: F811
     output = tmp_path_factory.mktemp("clip-head")
-    metrics = train.main(clip_args(crops, output, clip_base, "--feature_views", "2"))
+    metrics = train.main(clip_args(crops, output, clip_base, "--feature_views", "2", "--balance_sources"))
     return output, metrics, crops
 
 
 def test_a_head_on_cached_tokens_saves_only_the_head(head_run, clip_base):
     output, _, _ = head_run
     weights = load_file(output / "model.safetensors")
-    assert set(weights) == {"classifier.weight", "classifier.bias"}
+    head = {"classifier.weight", "classifier.bias"}
+    assert set(weights) == head | {
+        f"head_norm.{k}" for k in ("running_mean", "running_var", "num_batches_tracked")
+    }
     # feature layers 1 and 2 (hidden 16 each) and the projection (8)
     assert weights["classifier.weight"].shape == (2, 16 + 16 + 8)
     config = json.loads((output / "config.json").read_text())
@@ -103,7 +106,7 @@ def test_tuned_norms_and_lora_adapters_train_save_and_load(crops, clip_base, tmp
     output = tmp_path / tune
     train.main(clip_args(crops, output, clip_base, "--tune", tune, "--max_steps", "2"))
     saved = set(load_file(output / "model.safetensors"))
-    assert {"classifier.weight", "classifier.bias"} <= saved
+    assert {"classifier.weight", "classifier.bias", "head_norm.running_mean"} <= saved
     marker = "lora_" if tune == "lora" else "layer_norm"
     assert any(marker in key for key in saved)
     assert not any("q_proj.weight" in key or "base_layer" in key for key in saved)  # no frozen weight
@@ -141,3 +144,29 @@ def test_a_bad_block_a_base_that_is_not_clip_and_a_base_with_missing_weights_are
     base.save_pretrained(tmp_path, state_dict=state)
     with pytest.raises(ModelError, match="has no weight for visual_projection.weight"):
         RealfakeClipForImageClassification.from_base(str(tmp_path))
+
+
+def test_balanced_sources_weigh_every_source_alike(crops):  # noqa: F811
+    dataset = datasets.load_from_disk(crops)
+    rows = list(range(len(dataset)))
+    weights = np.array(train.source_weights(dataset, rows))
+    sources = np.array(dataset["source"])
+    assert weights.mean() == pytest.approx(1.0)
+    totals = {source: weights[sources == source].sum() for source in set(sources)}
+    assert max(totals.values()) == pytest.approx(min(totals.values()))  # each source's total is the same
+
+
+def test_the_weighted_loss_is_the_weighted_mean_of_the_crops_losses():
+    model = torch.nn.Linear(3, 2)
+
+    class Model(torch.nn.Module):
+        def forward(self, class_tokens):
+            return type("Out", (), {"logits": model(class_tokens)})()
+
+    trainer = train.DistillationTrainer.__new__(train.DistillationTrainer)
+    trainer.teachers = []
+    tokens, labels = torch.randn(5, 3), torch.tensor([0, 1, 1, 0, 1])
+    weights = torch.tensor([0.5, 2.0, 1.0, 1.0, 0.5])
+    loss = trainer.compute_loss(Model(), {"class_tokens": tokens, "labels": labels, "weights": weights})
+    each = torch.nn.functional.cross_entropy(model(tokens), labels, reduction="none")
+    torch.testing.assert_close(loss, (each * weights).sum() / weights.sum())

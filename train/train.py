@@ -31,6 +31,7 @@ import os
 import random
 import shutil
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -206,6 +207,13 @@ class DataArguments:
             "cached and trained on, besides the crop itself."
         },
     )
+    balance_sources: bool = field(
+        default=False,
+        metadata={
+            "help": "Weight each training crop by the inverse of its source's size, so that every source "
+            "counts alike in the loss (a few large sources would otherwise set the decision)."
+        },
+    )
     threshold_max_fpr: float | None = field(
         default=None,
         metadata={
@@ -237,10 +245,13 @@ def collate_fn(examples: list[dict]) -> dict[str, torch.Tensor]:
     """Stack transformed examples into a batch for the model (and the teachers, if any): pixels, or
     cached CLIP class tokens."""
     inputs = [key for key in examples[0] if key.endswith("pixel_values") or key == "class_tokens"]
-    return {
+    batch = {
         **{key: torch.stack([torch.as_tensor(example[key]) for example in examples]) for key in inputs},
         "labels": torch.tensor([example["label"] for example in examples]),
     }
+    if "weight" in examples[0]:
+        batch["weights"] = torch.tensor([float(example["weight"]) for example in examples])
+    return batch
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, TrainingArguments]:
@@ -407,6 +418,13 @@ class DistillationTrainer(Trainer):
         self.teachers, self.distill_weight, self.distill_mixup = list(teachers), distill_weight, distill_mixup
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        weights = inputs.pop("weights", None)
+        if weights is not None and teacher_key(0) not in inputs:  # --balance_sources
+            labels = inputs.pop("labels")
+            outputs = model(**inputs)
+            losses = F.cross_entropy(outputs.logits.float(), labels, reduction="none")
+            loss = (losses * weights.to(losses.device)).sum() / weights.sum()
+            return (loss, outputs) if return_outputs else loss
         if teacher_key(0) not in inputs:  # validation batches are scored against the labels only
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         teacher_pixels = [inputs.pop(teacher_key(i)) for i in range(len(self.teachers))]
@@ -442,6 +460,16 @@ def mix_up(tensors: Sequence[torch.Tensor], share: float) -> list[torch.Tensor]:
         mine = weight.to(tensor.device).view(-1, *[1] * (tensor.dim() - 1))
         blended.append(mine * tensor + (1 - mine) * tensor[partner.to(tensor.device)])
     return blended
+
+
+def source_weights(dataset: datasets.Dataset, rows: list[int]) -> list[float]:
+    """A training weight per row: the inverse of its source's share of the rows, scaled to a mean of
+    1, so that each source counts as much as any other in the loss (--balance_sources)."""
+    column = dataset["source"]
+    sources = [column[i] for i in rows]
+    counts = Counter(sources)
+    weights = np.array([1.0 / counts[source] for source in sources])
+    return (weights * len(weights) / weights.sum()).tolist()
 
 
 def uses_cached_tokens(model) -> bool:
@@ -580,10 +608,16 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
             for view in range(1 + data_args.feature_views)
         ]
         train_set = datasets.concatenate_datasets([tokens.select(train_rows) for tokens in views])
+        if data_args.balance_sources:
+            train_set = train_set.add_column("weight", source_weights(dataset, train_rows) * len(views))
+            train_set = train_set.with_format("torch", columns=["class_tokens", "label", "weight"])
         eval_sets = {name: views[0].select(rows) for name, rows in eval_rows.items()}
         eval_inputs = eval_sets
     else:
-        train_set = with_transform(dataset.select(train_rows), processor, augment, teachers)
+        train_set = dataset.select(train_rows)
+        if data_args.balance_sources:
+            train_set = train_set.add_column("weight", source_weights(dataset, train_rows))
+        train_set = with_transform(train_set, processor, augment, teachers)
         eval_sets = {name: dataset.select(rows) for name, rows in eval_rows.items()}
         eval_inputs = {name: with_transform(ds, processor) for name, ds in eval_sets.items()}
     logger.info("train %d crops; validation %s", len(train_set), {k: len(v) for k, v in eval_sets.items()})
