@@ -1,13 +1,15 @@
 """Training and preparation throughput, and the raw speed of the model they feed.
 
-Prints, for the model of a training config (default: train/configs/default.json):
+Prints, for the model of a training config that trains on pixels (default:
+train/configs/convnext-atto.json; the CLIP head of default.json trains on cached class tokens instead,
+and train.py's progress bars give their caching rate):
   raw      forward + backward + AdamW step on random tensors already in memory (and, for a config
            with --teachers, each teacher's forward pass): the ceiling
   trainer  train/train.py's Trainer run on the prepared crops, augmentation and all
 so that a trainer figure close to the raw one shows the data pipeline is not the bottleneck; and
   prepare  train/prepare.py on images of the shared data set: load, MTCNN, crop, save.
 
-    python benchmarks/bench_train.py [--config train/configs/default.json] [--steps 30]
+    python benchmarks/bench_train.py [--config train/configs/convnext-atto.json] [--steps 30]
         [--data_dir ../shared/data/faces] [--prepare_images 600]
 """
 
@@ -106,7 +108,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--config", type=Path, default=REPO / "train" / "configs" / "default.json")
+    parser.add_argument("--config", type=Path, default=REPO / "train" / "configs" / "convnext-atto.json")
     parser.add_argument("--steps", type=int, default=30, help="training steps for raw and trainer")
     parser.add_argument("--data_dir", type=Path, default=REPO.parent / "shared" / "data" / "faces")
     parser.add_argument("--prepare_images", type=int, default=600)

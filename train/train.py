@@ -472,6 +472,25 @@ def source_weights(dataset: datasets.Dataset, rows: list[int]) -> list[float]:
     return (weights * len(weights) / weights.sum()).tolist()
 
 
+def training_augmentation(processor, data_args: DataArguments):
+    """The training augmentation of ``--aug_*``, at the model's input size."""
+    return build_train_augmentation(
+        processor_input_size(processor),
+        min_scale=data_args.aug_min_scale,
+        color=data_args.aug_color,
+        jpeg_p=data_args.aug_jpeg_p,
+        jpeg_quality=(data_args.aug_jpeg_min_quality, 95),
+        rescale_p=data_args.aug_rescale_p,
+        rescale_min=data_args.aug_rescale_min,
+        blur_p=data_args.aug_blur_p,
+    )
+
+
+def augment_key(data_args: DataArguments) -> str:
+    """The augmentation settings as text, part of the cached class tokens' fingerprint."""
+    return json.dumps({k: v for k, v in vars(data_args).items() if k.startswith("aug_")})
+
+
 def uses_cached_tokens(model) -> bool:
     """Whether only a head on a frozen CLIP backbone trains, so the backbone's class tokens can be
     computed once per crop (and view) and cached, instead of every epoch."""
@@ -588,22 +607,19 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
     model.config.update(
         {CROP_MARGIN_KEY: margin, MIRROR_KEY: model_args.mirror_average, ZOOMS_KEY: model_args.zooms}
     )
-    augment = build_train_augmentation(
-        processor_input_size(processor),
-        min_scale=data_args.aug_min_scale,
-        color=data_args.aug_color,
-        jpeg_p=data_args.aug_jpeg_p,
-        jpeg_quality=(data_args.aug_jpeg_min_quality, 95),
-        rescale_p=data_args.aug_rescale_p,
-        rescale_min=data_args.aug_rescale_min,
-        blur_p=data_args.aug_blur_p,
-    )
+    augment = training_augmentation(processor, data_args)
     if cached:  # the frozen backbone runs once per crop and view, here; training sees its tokens
-        augment_key = json.dumps({k: v for k, v in vars(data_args).items() if k.startswith("aug_")})
         batch_size = training_args.per_device_eval_batch_size
         views = [
             cache_class_tokens(
-                model, processor, dataset, view, augment, augment_key, training_args.seed, batch_size
+                model,
+                processor,
+                dataset,
+                view,
+                augment,
+                augment_key(data_args),
+                training_args.seed,
+                batch_size,
             )
             for view in range(1 + data_args.feature_views)
         ]
