@@ -91,10 +91,11 @@ def model_panel() -> str:
     return "  \n".join(lines)
 
 
-with gr.Blocks(title="realfake: real or GAN face?", delete_cache=(3600, 3600)) as demo:
+with gr.Blocks(title="realfake: real or generated face?", delete_cache=(3600, 3600)) as demo:
     gr.Markdown(
         "# Real or generated?\nDrop a photo: every face is boxed and labelled **real** or **fake** "
-        "(GAN-generated) with the model's confidence. A first opinion, not proof."
+        "(made by an image generator: a GAN, a diffusion or text-to-image model) with the model's "
+        "confidence. A first opinion, not proof."
     )
     with gr.Row():
         with gr.Column():
@@ -128,7 +129,8 @@ with gr.Blocks(title="realfake: real or GAN face?", delete_cache=(3600, 3600)) a
     )
     gr.Examples(
         examples=[
-            [str(EXAMPLES / name)] for name in ("group.jpg", "real.jpg", "generated.jpg", "no-face.jpg")
+            [str(EXAMPLES / name)]
+            for name in ("group.jpg", "real.jpg", "generated.jpg", "generated-t2i.jpg", "no-face.jpg")
         ],
         inputs=[photo],
         outputs=outputs,

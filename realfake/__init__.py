@@ -1,4 +1,4 @@
-"""realfake: find every face in a photo and tell whether it is real or GAN-generated.
+"""realfake: find every face in a photo and tell whether it is real or made by an image generator.
 
 >>> import realfake
 >>> detector = realfake.load_detector()            # or a Hub id / model folder

@@ -57,16 +57,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--heads", nargs="+", default=["p", "9,11,p"])
     parser.add_argument("--C", type=float, default=0.01, help="inverse L2 strength of the regression")
+    parser.add_argument("--no_balance", action="store_true", help="ignore the config's balance_sources")
     args = parser.parse_args(argv)
     model_args, data_args, training_args = train.parse_args(["--config", str(args.config)])
     model, processor = train.build_model(model_args)
     dataset, _ = train.load_data(data_args)
-    augment = train.training_augmentation(processor, data_args)
-    views = [
-        train.cache_class_tokens(model, processor, dataset, view, augment, train.augment_key(data_args),
-                                 training_args.seed, training_args.per_device_eval_batch_size)
-        for view in range(1 + data_args.feature_views)
-    ]  # fmt: skip
+    views = train.token_views(model, processor, dataset, data_args, training_args)
     tokens = [np.asarray(view["class_tokens"], dtype=np.float32) for view in views]
     projection = model.backbone.visual_projection.weight.detach().numpy().T
     sources, files = np.array(dataset["source"]), dataset["file"]
@@ -84,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
             train_x = np.concatenate([view[~held] for view in head_tokens])
             train_y = np.tile(labels[~held], len(tokens))
             weights = None
-            if data_args.balance_sources:
+            if data_args.balance_sources and not args.no_balance:
                 weights = np.tile(train.source_weights(dataset, np.flatnonzero(~held).tolist()), len(tokens))
             scaler = StandardScaler().fit(train_x)
             head = LogisticRegression(C=args.C, max_iter=1000).fit(
@@ -101,8 +97,10 @@ def main(argv: list[str] | None = None) -> None:
                 if (figure := protocol.family_auc(by_source, family)[0]) is not None
             }
             wild, _ = protocol.wild_false_positives(by_source, cut)
+            ffhq = [score >= cut for label, score in by_source.get("ffhq-1024", [])]
             row = "; ".join(f"{family.split(' (')[0]} {auc:.3f}" for family, auc in aucs.items())
-            print(f"{spec:>12} {fold:>18}: {row}; wild real above the cut {wild:.1%}", flush=True)
+            ffhq_share = f"; FFHQ {np.mean(ffhq):.1%}" if ffhq else ""
+            print(f"{spec:>12} {fold:>18}: {row}; above the cut: wild {wild:.1%}{ffhq_share}", flush=True)
 
 
 if __name__ == "__main__":

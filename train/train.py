@@ -550,6 +550,19 @@ def cache_class_tokens(
     return tokens.with_format("torch", columns=["class_tokens", "label"])
 
 
+def token_views(model, processor, dataset, data_args: DataArguments, training_args) -> list[datasets.Dataset]:
+    """The cached class tokens of every crop as it is (first) and of its ``--feature_views``
+    augmented copies, computed where not cached yet."""
+    augment = training_augmentation(processor, data_args)
+    return [
+        cache_class_tokens(
+            model, processor, dataset, view, augment, augment_key(data_args), training_args.seed,
+            training_args.per_device_eval_batch_size,
+        )
+        for view in range(1 + data_args.feature_views)
+    ]  # fmt: skip
+
+
 def final_scores(
     classifier: FaceClassifier, dataset: datasets.Dataset, batch_size: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -609,20 +622,7 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
     )
     augment = training_augmentation(processor, data_args)
     if cached:  # the frozen backbone runs once per crop and view, here; training sees its tokens
-        batch_size = training_args.per_device_eval_batch_size
-        views = [
-            cache_class_tokens(
-                model,
-                processor,
-                dataset,
-                view,
-                augment,
-                augment_key(data_args),
-                training_args.seed,
-                batch_size,
-            )
-            for view in range(1 + data_args.feature_views)
-        ]
+        views = token_views(model, processor, dataset, data_args, training_args)
         train_set = datasets.concatenate_datasets([tokens.select(train_rows) for tokens in views])
         if data_args.balance_sources:
             train_set = train_set.add_column("weight", source_weights(dataset, train_rows) * len(views))
