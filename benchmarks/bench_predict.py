@@ -102,6 +102,8 @@ def run_naive(model: str, photos: list[Path], repeats: int, warmup: int) -> dict
     from facenet_pytorch import MTCNN
     from transformers import pipeline
 
+    import realfake.clip  # noqa: F401  (registers the default model's class with transformers)
+
     mtcnn = MTCNN(keep_all=True, device="cpu")
     classify = pipeline("image-classification", model=model, device="cpu")
 
