@@ -290,6 +290,11 @@ def load_data(data_args: DataArguments) -> tuple[datasets.Dataset, float]:
     return dataset, margin
 
 
+def file_names(dataset: datasets.Dataset) -> list[str]:
+    """Each crop's source file (prepare.py's ``file`` column), or its row number where there is none."""
+    return dataset["file"] if "file" in dataset.column_names else [str(i) for i in range(len(dataset))]
+
+
 def split_rows(
     dataset: datasets.Dataset, data_args: DataArguments, seed: int
 ) -> tuple[list[int], dict[str, list[int]]]:
@@ -305,7 +310,7 @@ def split_rows(
             f"train: error: --heldout_sources {sorted(unknown)} are not in the data; "
             f"its sources are {sorted(set(sources))}."
         )
-    files = dataset["file"] if "file" in dataset.column_names else [str(i) for i in range(len(dataset))]
+    files = file_names(dataset)
     held = [s in shares and in_share(f, shares[s]) for s, f in zip(sources, files)]
     rest = [i for i, h in enumerate(held) if not h]
     labels = dataset["label"]
@@ -582,7 +587,7 @@ def final_scores(
 
 def write_scores(path: Path, dataset: datasets.Dataset, rows: dict[str, list[int]], curves: dict) -> None:
     """Every validation crop's file, source, label and P(fake), one CSV row each."""
-    files = dataset["file"] if "file" in dataset.column_names else [str(i) for i in range(len(dataset))]
+    files = file_names(dataset)
     sources, names = dataset["source"], dataset.features["label"].names
     with open(path, "w", newline="") as out:
         writer = csv.writer(out)
@@ -620,7 +625,6 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
     model.config.update(
         {CROP_MARGIN_KEY: margin, MIRROR_KEY: model_args.mirror_average, ZOOMS_KEY: model_args.zooms}
     )
-    augment = training_augmentation(processor, data_args)
     if cached:  # the frozen backbone runs once per crop and view, here; training sees its tokens
         views = token_views(model, processor, dataset, data_args, training_args)
         train_set = datasets.concatenate_datasets([tokens.select(train_rows) for tokens in views])
@@ -633,7 +637,9 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
         train_set = dataset.select(train_rows)
         if data_args.balance_sources:
             train_set = train_set.add_column("weight", source_weights(dataset, train_rows))
-        train_set = with_transform(train_set, processor, augment, teachers)
+        train_set = with_transform(
+            train_set, processor, training_augmentation(processor, data_args), teachers
+        )
         eval_sets = {name: dataset.select(rows) for name, rows in eval_rows.items()}
         eval_inputs = {name: with_transform(ds, processor) for name, ds in eval_sets.items()}
     logger.info("train %d crops; validation %s", len(train_set), {k: len(v) for k, v in eval_sets.items()})
