@@ -21,6 +21,11 @@ REAL_FACES = sorted(FIXTURES.glob("ffhq-1024-*.jpg"))
 FAKE_FACES = sorted(FIXTURES.glob("tpdne-*.jpg"))
 NO_FACE = FIXTURES / "no-face-coffee.jpg"
 TINY_SIZE = 32
+# A CLIP vision tower of a few thousand weights, for tests.
+TINY_CLIP = {
+    "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 3, "num_attention_heads": 2,
+    "patch_size": 8, "image_size": TINY_SIZE, "projection_dim": 8, "hidden_act": "quick_gelu",
+}  # fmt: skip
 
 
 def save_model(folder: Path, model, processor, threshold: float | None = None) -> Path:

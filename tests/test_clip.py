@@ -11,7 +11,7 @@ import datasets
 import numpy as np
 import pytest
 import torch
-from conftest import FAKE_FACES, REAL_FACES
+from conftest import FAKE_FACES, REAL_FACES, TINY_CLIP
 from PIL import Image
 from safetensors.torch import load_file
 from test_train import crops, train_args  # noqa: F401  (the module's crops fixture)
@@ -27,10 +27,6 @@ from realfake.clip import RealfakeClipForImageClassification
 from realfake.errors import ModelError
 from train import train
 
-TINY_CLIP = {
-    "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 3, "num_attention_heads": 2,
-    "patch_size": 8, "image_size": 32, "projection_dim": 8, "hidden_act": "quick_gelu",
-}  # fmt: skip
 CLIP_FLAGS = ["--mirror_average", "false", "--feature_layers", "1", "2", "--threshold_max_fpr", "0.2"]
 
 
