@@ -4,49 +4,84 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .pipeline import FaceVerdict
 
-COLOURS = {"fake": (220, 38, 38), "real": (22, 163, 74)}
+# The verdicts' colours: red, amber, green.
+COLOURS = {"fake": (220, 38, 38), "uncertain": (217, 119, 6), "real": (22, 163, 74)}
 DISPLAY_MAX_SIDE = 1024
 
 
 def caption(verdict: FaceVerdict) -> str:
-    """The label and the model's confidence in it, e.g. "fake 93%" or "real 88%"."""
-    return f"{verdict.label} {confidence(verdict):.0%}"
+    """The verdict and the probability behind it: "fake 93%", "real 88%" (the chance it is real) or
+    "uncertain 41% fake"."""
+    if verdict.verdict == "uncertain":
+        return f"uncertain {percent(verdict.fake_probability)} fake"
+    return f"{verdict.verdict} {percent(confidence(verdict))}"
+
+
+def percent(probability: float) -> str:
+    """A probability as a whole percentage, never claiming certainty: "93%", ">99%", "<1%"."""
+    if probability >= 0.995:
+        return ">99%"
+    if probability < 0.005:
+        return "<1%"
+    return f"{min(99, max(1, round(probability * 100)))}%"
 
 
 def confidence(verdict: FaceVerdict) -> float:
-    """The model's confidence in the verdict's own label."""
-    return verdict.fake_probability if verdict.label == "fake" else 1.0 - verdict.fake_probability
+    """The probability of the verdict's side: P(fake) for "fake" and "uncertain", else P(real)."""
+    return 1.0 - verdict.fake_probability if verdict.verdict == "real" else verdict.fake_probability
+
+
+def colour_hex(verdict: str) -> str:
+    """A verdict's colour as a CSS hex code."""
+    return "#{:02x}{:02x}{:02x}".format(*COLOURS[verdict])
+
+
+def all_captions() -> dict[str, str]:
+    """Every caption :func:`caption` can write, with its verdict's colour (for a fixed colour map)."""
+    shown = ["<1%", *(f"{value}%" for value in range(1, 100)), ">99%"]
+    captions = {}
+    for text in shown:
+        captions[f"fake {text}"] = colour_hex("fake")
+        captions[f"real {text}"] = colour_hex("real")
+        captions[f"uncertain {text} fake"] = colour_hex("uncertain")
+    return captions
 
 
 def summary(verdicts: Sequence[FaceVerdict]) -> str:
-    """One plain sentence, e.g. "2 faces: 1 looks generated (93%), 1 looks real (88%)"."""
+    """One plain sentence in verdicts, e.g.
+    "3 faces: 1 looks generated (97%), 1 looks real (88%), 1 is uncertain (55% fake)"."""
     if not verdicts:
         return "No face found."
     parts = []
-    for label, words in (
+    for name, words in (
         ("fake", ("looks generated", "look generated")),
         ("real", ("looks real", "look real")),
+        ("uncertain", ("is uncertain", "are uncertain")),
     ):
-        group = [v for v in verdicts if v.label == label]
+        group = [v for v in verdicts if v.verdict == name]
         if group:
-            scores = ", ".join(f"{confidence(v):.0%}" for v in group)
+            scores = ", ".join(
+                percent(confidence(v)) + (" fake" if name == "uncertain" else "") for v in group
+            )
             parts.append(f"{len(group)} {words[len(group) > 1]} ({scores})")
     faces = f"{len(verdicts)} face{'s' if len(verdicts) > 1 else ''}"
     return f"{faces}: {', '.join(parts)}."
 
 
 def table_rows(verdicts: Sequence[FaceVerdict]) -> list[list]:
-    """Rows of face number, box, detection score, fake probability and label, for a table."""
+    """Rows of face number, box, detection score, fake probability, verdict and label, for a table."""
     return [
         [
             i,
             ", ".join(f"{v:.0f}" for v in face.box),
             round(face.detection_score, 3),
             round(face.fake_probability, 3),
+            face.verdict,
             face.label,
         ]
         for i, face in enumerate(verdicts, start=1)
@@ -55,18 +90,27 @@ def table_rows(verdicts: Sequence[FaceVerdict]) -> list[list]:
 
 def for_display(
     image: Image.Image, verdicts: Sequence[FaceVerdict], max_side: int = DISPLAY_MAX_SIDE
-) -> tuple[Image.Image, list[tuple[tuple[int, int, int, int], str]]]:
-    """A copy of the image no larger than ``max_side`` and each face's box on it with its caption.
+) -> tuple[Image.Image, list[tuple[np.ndarray, str]]]:
+    """A copy of the image no larger than ``max_side``, and for each face an outline of its box
+    (a float32 mask of the copy's size: 1 on the outline, 0 elsewhere, so the face stays visible)
+    with its caption.
 
-    For showing in a page: a screen needs no more pixels, and every box becomes a mask image there.
+    For showing in a page: a screen needs no more pixels, and every mask becomes an image there.
     """
     scale = min(1.0, max_side / max(image.size))
     if scale < 1.0:
         image = image.resize(
             (round(image.width * scale), round(image.height * scale)), Image.Resampling.LANCZOS
         )
-    boxes = [(tuple(round(v * scale) for v in verdict.box), caption(verdict)) for verdict in verdicts]
-    return image, boxes
+    line = max(2, round(max(image.size) / 250))
+    outlines = []
+    for verdict in verdicts:
+        x1, y1, x2, y2 = (round(v * scale) for v in verdict.box)
+        mask = np.zeros((image.height, image.width), dtype=np.float32)
+        mask[max(0, y1) : y2, max(0, x1) : x2] = 1.0
+        mask[max(0, y1 + line) : y2 - line, max(0, x1 + line) : x2 - line] = 0.0
+        outlines.append((mask, caption(verdict)))
+    return image, outlines
 
 
 def draw_verdicts(image: Image.Image, verdicts: Sequence[FaceVerdict]) -> Image.Image:
@@ -76,7 +120,7 @@ def draw_verdicts(image: Image.Image, verdicts: Sequence[FaceVerdict]) -> Image.
     line = max(2, round(max(out.size) / 300))
     font = ImageFont.load_default(size=max(14, round(max(out.size) / 32)))
     for verdict in verdicts:
-        colour = COLOURS.get(verdict.label, (37, 99, 235))
+        colour = COLOURS.get(verdict.verdict, (37, 99, 235))
         x1, y1, x2, y2 = verdict.box
         draw.rectangle((x1, y1, x2, y2), outline=colour, width=line)
         text = caption(verdict)

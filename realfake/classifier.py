@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
+from .calibration import Calibration, VerdictThresholds
 from .clip import fast_bf16  # importing it registers the CLIP classifier with the Auto classes
 from .errors import ModelError
 from .faces import CROP_MARGIN
@@ -73,8 +74,22 @@ class FaceClassifier:
 
     @property
     def threshold(self) -> float:
-        """The fake-probability above which a face is called fake, as set by training."""
+        """The P(fake) (calibrated, where the model has a calibration) from which a face is labelled
+        fake, as set by training."""
         return float(getattr(self.model.config, THRESHOLD_KEY, None) or DEFAULT_THRESHOLD)
+
+    @property
+    def calibration(self) -> Calibration | None:
+        """The map from the model's raw score to a calibrated P(fake), as fitted after training
+        (see :mod:`realfake.calibration`); None for a model without one, whose raw score is used."""
+        return Calibration.from_config(self.model.config)
+
+    def verdict_thresholds(self, threshold: float | None = None) -> VerdictThresholds:
+        """The two thresholds of the verdicts real / uncertain / fake, as set after training. A model
+        without them has no uncertain band: fake from ``threshold`` (default: the model's decision
+        threshold) up, real below."""
+        stored = VerdictThresholds.from_config(self.model.config)
+        return stored or VerdictThresholds.binary(self.threshold if threshold is None else threshold)
 
     @property
     def crop_margin(self) -> float:
@@ -123,11 +138,14 @@ class FaceClassifier:
         return next(self.model.parameters()).device
 
     @torch.inference_mode()
-    def fake_probabilities(self, crops: Sequence[Image.Image], batch_size: int = BATCH_SIZE) -> np.ndarray:
+    def fake_probabilities(
+        self, crops: Sequence[Image.Image], batch_size: int = BATCH_SIZE, calibrated: bool = True
+    ) -> np.ndarray:
         """P(fake) for each crop, in order, as float64 in [0, 1].
 
-        A crop's score is the mean over its views: each of :attr:`zooms`, and with
-        :attr:`mirror_average` the mirror image of each, all in one batch.
+        A crop's raw score is the mean over its views: each of :attr:`zooms`, and with
+        :attr:`mirror_average` the mirror image of each, all in one batch; it is then mapped through
+        the model's :attr:`calibration` unless ``calibrated`` is False.
         """
         scores, options = [], {"bf16": True} if fast_bf16(self.model) else {}
         for start in range(0, len(crops), batch_size):
@@ -141,7 +159,9 @@ class FaceClassifier:
             scores.append(fake.view(-1, len(batch)).mean(0).cpu().numpy())
         if not scores:
             return np.zeros(0, dtype=np.float64)
-        return np.concatenate(scores).astype(np.float64)
+        raw = np.concatenate(scores).astype(np.float64)
+        calibration = self.calibration if calibrated else None
+        return raw if calibration is None else calibration(raw)
 
     def fake_from_logits(self, logits: torch.Tensor) -> torch.Tensor:
         """P(fake), as float32, from the model's logits for a batch (whatever its label order)."""

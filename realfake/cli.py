@@ -34,7 +34,10 @@ PATH is an image file or a folder; folders are searched recursively for .jpg, .j
 .webp, .bmp, .tif, .tiff and .gif files. Files named on the command line are read whatever
 their extension. Each face gets its box (x1, y1, x2, y2 in pixels of the upright image), the
 face detector's confidence, the probability that it is generated (fake_probability, 0 to 1)
-and a label: "fake" when that probability reaches the decision threshold, else "real".
+a verdict: "fake" or "real" where the model is sure enough by the two thresholds stored with
+it (chosen so that at most 1% of held-out real faces are called fake and at most 1% of held-out
+fakes real), else "uncertain"; and a binary label at the decision threshold, for compatibility.
+With --explain, a heatmap per face shows which parts of its crop pushed the score towards fake.
 
 A file that cannot be read is reported with a one-sentence reason and the run goes on."""
 
@@ -42,7 +45,7 @@ PREDICT_EPILOG = """\
 output:
   Without --json, one line per file. With --json, one JSON list on stdout, an object per file:
     {"path", "width", "height", "faces": [{"box", "detection_score",
-     "fake_probability", "label"}], "error", "first_frame_only"}
+     "fake_probability", "label", "verdict"}], "error", "first_frame_only"}
   "error" is null when the file was read. Animated images are judged on their first frame
   ("first_frame_only": true).
 
@@ -63,7 +66,9 @@ recursively). Each image is scored by its most confident face; an image where no
 is scored on the whole frame and counted in no_face. Unreadable files are counted and skipped.
 
 Reports accuracy, precision, recall and F1 (fake is the positive class) at the decision
-threshold, and the threshold-free ROC AUC and equal error rate (EER). When DATA_DIR holds a
+threshold, the threshold-free ROC AUC and equal error rate (EER), how each class was judged in
+verdicts (real / uncertain / fake), the accuracy on the faces that got a verdict, and the expected
+calibration error (ECE) of P(fake). When DATA_DIR holds a
 metadata.csv with file_name and source columns (as train/prepare.py reads), accuracy is also
 broken down by source, and --sources restricts the evaluation to some of them."""
 
@@ -71,8 +76,9 @@ EVALUATE_EPILOG = """\
 output:
   A table, or with --json one JSON object with n_images, no_face, unreadable, accuracy,
   precision, recall, f1, roc_auc, eer, eer_threshold, threshold, tp, fp, tn, fn, n_real,
-  n_fake, model, by_source ({source: {"n", "label", "accuracy", "mean_fake_probability"}})
-  and errors (a list of {"path", "error"}). Undefined values are null.
+  n_fake, verdicts ({"real": {"real", "uncertain", "fake"}, "fake": {...}}: shares of each
+  class), uncertain, decided_accuracy, ece, verdict_thresholds, model, by_source ({source: {"n",
+  "label", "accuracy", "mean_fake_probability", "verdicts"}}) and errors (a list of {"path", "error"}). Undefined values are null.
 
 exit status:
   0  the evaluation ran (unreadable files are reported, not fatal)
@@ -121,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="OUT_DIR",
         type=Path,
         help="also write each image with its boxes and labels drawn, as PNG, into OUT_DIR",
+    )
+    predict.add_argument(
+        "--explain",
+        metavar="OUT_DIR",
+        type=Path,
+        help="also write each face's heatmap over its crop, as PNG (IMAGE-face1.png, ...), into OUT_DIR",
     )
     _add_model_arguments(predict)
     predict.set_defaults(run=run_predict)
@@ -198,14 +210,22 @@ def run_predict(args: argparse.Namespace) -> int:
     inputs, missing = collect_images(args.paths)
     if args.annotate:
         args.annotate.mkdir(parents=True, exist_ok=True)
+    if args.explain:
+        from .explain import heatmaps
+
+        heatmaps(detector.classifier, [])  # a model that cannot be explained fails here, before any work
+        args.explain.mkdir(parents=True, exist_ok=True)
     results = []
-    names = _OutputNames(dict(inputs))
+    names, explained = _OutputNames(dict(inputs)), _OutputNames(dict(inputs))
     progress = _progress(len(inputs), "predict")
     paths = (path for path, _ in inputs)
-    for result in detector.predict_files(paths, batch_size=args.batch_size, keep_images=bool(args.annotate)):
+    keep = bool(args.annotate or args.explain)
+    for result in detector.predict_files(paths, batch_size=args.batch_size, keep_images=keep):
         progress.update()
         if args.annotate and result.error is None:
             _write_annotated(result, args.annotate / names.claim(result.path))
+        if args.explain and result.faces:
+            _write_explained(detector, result, args.explain / explained.claim(result.path))
         result.image = None  # written (or not wanted): let it go
         results.append(result)
         if not args.json:
@@ -235,6 +255,9 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .calibration import VERDICTS, verdict_report
     from .metrics import RealFakeMetrics
 
     files = labelled_images(args.data_dir, args.sources)
@@ -254,20 +277,26 @@ def run_evaluate(args: argparse.Namespace) -> int:
     scores, labels, sources = (list(column) for column in zip(*scored))
     threshold = detector.threshold
     metrics = RealFakeMetrics().compute(predictions=scores, references=labels, threshold=threshold)
+    bands = detector.classifier.verdict_thresholds(threshold)
+    judged = verdict_report(labels, scores, bands)
     by_source = {}
     for source in sorted(set(sources)):
         rows = [(s, y) for s, y, src in scored if src == source]
+        verdicts = bands.verdicts([s for s, _ in rows])
         by_source[source] = {
             "n": len(rows),
             "label": "fake" if rows[0][1] else "real",
             "accuracy": sum((s >= threshold) == bool(y) for s, y in rows) / len(rows),
             "mean_fake_probability": sum(s for s, _ in rows) / len(rows),
+            "verdicts": {v: float(np.mean(verdicts == v)) for v in VERDICTS},
         }
     report = {
         "n_images": len(scores),
         "no_face": no_face,
         "unreadable": len(errors),
         **metrics,
+        **judged,
+        "verdict_thresholds": bands.to_dict(),
         "model": detector.classifier.name,
         "by_source": by_source,
         "errors": errors,
@@ -313,6 +342,25 @@ def _write_annotated(result, out_path: Path) -> None:
         draw_verdicts(result.image, result.faces).save(out_path)
     except OSError as error:
         logger.warning("Could not write %s: %s", out_path, error)
+
+
+def _write_explained(detector, result, out_path: Path) -> None:
+    """One overlay per face, ``<name>-face<N>.png`` (N as in the results), beside ``out_path``."""
+    from .explain import overlay
+
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        explained = detector.explain(result.image, result.faces)
+    except Exception as error:  # one face that cannot be explained must not stop the batch
+        logger.warning("No heatmaps for %s (%s)", result.path, type(error).__name__)
+        logger.debug("Explaining %s failed", result.path, exc_info=True)
+        return
+    for number, (crop, heatmap) in enumerate(explained, start=1):
+        target = out_path.with_name(f"{out_path.stem}-face{number}.png")
+        try:
+            overlay(crop, heatmap).save(target)
+        except OSError as error:
+            logger.warning("Could not write %s: %s", target, error)
 
 
 class _OutputNames:
@@ -362,16 +410,30 @@ def _evaluation_table(report: dict) -> str:
         ("ROC AUC", fmt(report["roc_auc"])),
         ("EER", fmt(report["eer"])),
         ("confusion", f"tp {report['tp']}  fp {report['fp']}  tn {report['tn']}  fn {report['fn']}"),
+        *(
+            (f"{name} judged", _shares(report["verdicts"][name]))
+            for name in ("real", "fake")
+            if report["verdicts"][name]["real"] is not None
+        ),
+        ("uncertain", fmt(report["uncertain"])),
+        ("decided acc.", fmt(report["decided_accuracy"])),
+        ("ECE", fmt(report["ece"])),
     ]
     lines = [f"{name:<14} {value}" for name, value in rows]
     if len(report["by_source"]) > 2:
         lines.append("by source:")
         lines += [
-            f"  {source:<24} {v['label']:<5} n={v['n']:<6} accuracy {v['accuracy']:.4f}"
+            f"  {source:<24} {v['label']:<5} n={v['n']:<6} accuracy {v['accuracy']:.4f}  "
+            f"judged {_shares(v['verdicts'])}"
             for source, v in report["by_source"].items()
         ]
     lines += [f"  {e['path']}: {e['error']}" for e in report["errors"]]
     return "\n".join(lines)
+
+
+def _shares(verdicts: dict) -> str:
+    """ "97.0% real, 2.5% uncertain, 0.5% fake" from a verdict -> share mapping."""
+    return ", ".join(f"{share:.1%} {verdict}" for verdict, share in verdicts.items())
 
 
 def _progress(total: int, what: str) -> tqdm:

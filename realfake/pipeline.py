@@ -26,12 +26,17 @@ FILE_BATCH = 8
 
 @dataclass(frozen=True)
 class FaceVerdict:
-    """One face: where it is, how sure MTCNN is that it is a face, and how likely it is fake."""
+    """One face: where it is, how sure MTCNN is that it is a face, and how likely it is fake.
+
+    ``label`` is binary, at the decision threshold; ``verdict`` is what to act on: ``fake`` or
+    ``real`` where the model is sure enough by the thresholds stored with it, else ``uncertain``.
+    """
 
     box: Box
     detection_score: float
     fake_probability: float
     label: str
+    verdict: str
 
     def to_dict(self) -> dict:
         return {
@@ -39,6 +44,7 @@ class FaceVerdict:
             "detection_score": round(self.detection_score, 6),
             "fake_probability": round(self.fake_probability, 6),
             "label": self.label,
+            "verdict": self.verdict,
         }
 
 
@@ -123,6 +129,26 @@ class Detector:
                 pending = []
         yield from self._flush(pending)
 
+    def explain(
+        self, image: ImageSource, faces: Sequence[FaceVerdict] | None = None
+    ) -> list[tuple[Image.Image, np.ndarray]]:
+        """Each face's crop, as the classifier saw it, and its heatmap: which parts of the crop pushed
+        the score towards fake (see :mod:`realfake.explain` for what that does and does not mean).
+
+        ``faces`` are the faces to explain, from :meth:`predict` on the same image; None finds them.
+
+        Raises:
+            ImageError: the image cannot be read.
+            ModelError: the classifier is not one realfake can explain.
+        """
+        from .explain import heatmaps
+
+        loaded = load_image(image).image
+        faces = self.predict(loaded) if faces is None else faces
+        size, margin = self.classifier.crop_size, self.classifier.crop_margin
+        crops = [crop_face(loaded, face.box, size, margin) for face in faces]
+        return list(zip(crops, heatmaps(self.classifier, crops)))
+
     def score_image(self, image: Image.Image) -> tuple[float, bool]:
         """The fake probability of the most confident face, and whether a face was found.
 
@@ -160,6 +186,7 @@ class Detector:
         self, images: Sequence[Image.Image], detections, threshold: float | None = None
     ) -> list[list[FaceVerdict]]:
         threshold = self.threshold if threshold is None else threshold
+        verdicts_at = self.classifier.verdict_thresholds(threshold)
         owners = [i for i, found in enumerate(detections) for _ in found]
         faces = [face for found in detections for face in found]
         scores = self._classify([images[i] for i in owners], [face.box for face in faces])
@@ -171,6 +198,7 @@ class Detector:
                     detection_score=face.score,
                     fake_probability=float(score),
                     label="fake" if score >= threshold else "real",
+                    verdict=verdicts_at.verdict(float(score)),
                 )
             )
         return verdicts

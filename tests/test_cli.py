@@ -6,19 +6,21 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FAKE_FACES, FIXTURES, NO_FACE, REAL_FACES, run_cli
+from conftest import FAKE_FACES, FIXTURES, NO_FACE, REAL_FACES, group_photo, run_cli
 from PIL import Image
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
 
 import realfake
+from realfake.calibration import expected_calibration_error
 from realfake.faces import whole_frame
 from realfake.folders import in_share
 from realfake.images import load_image
 
-FACE_KEYS = {"box", "detection_score", "fake_probability", "label"}
+FACE_KEYS = {"box", "detection_score", "fake_probability", "label", "verdict"}
 RESULT_KEYS = {"path", "width", "height", "faces", "error", "first_frame_only"}
 
 BAD_FILES = {
@@ -204,6 +206,11 @@ def test_evaluate_matches_numbers_computed_independently(tiny_convnext, tmp_path
     assert report["f1"] == pytest.approx(f1_score(labels, predicted, zero_division=0))
     assert report["roc_auc"] == pytest.approx(roc_auc_score(labels, scores), abs=1e-6)
     assert 0 <= report["eer"] <= 1
+    # A model without verdict thresholds judges at the decision threshold: nothing is uncertain.
+    assert report["uncertain"] == 0 and report["decided_accuracy"] == pytest.approx(report["accuracy"])
+    assert report["verdicts"]["fake"]["fake"] == pytest.approx(report["recall"])
+    assert report["verdicts"]["real"]["fake"] == pytest.approx(np.mean(predicted[np.array(labels) == 0]))
+    assert report["ece"] == pytest.approx(expected_calibration_error(labels, scores), abs=1e-6)
 
     table = run_cli("evaluate", str(data), "--model", str(tiny_convnext))
     assert table.returncode == 0 and "ROC AUC" in table.stdout and "no face found  1" in table.stdout
@@ -264,3 +271,49 @@ def test_held_out_shares_are_the_same_files_in_training_and_evaluation():
     assert 0.27 < len(held) / len(names) < 0.33
     assert held == [name for name in names if in_share(name, 0.3)]  # the name alone decides
     assert all(in_share(name, 1.0) for name in names)
+
+
+def test_predict_explain_writes_one_heatmap_per_face_and_goes_on(tiny_convnext, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    group, _ = group_photo(REAL_FACES[:2])
+    group.save(photos / "two.jpg")
+    shutil.copy(REAL_FACES[0], photos / "one.jpg")
+    shutil.copy(NO_FACE, photos / "coffee.jpg")
+    (photos / "broken.jpg").write_bytes(b"not an image")
+    out = tmp_path / "explained"
+    done = run_cli("predict", str(photos), "--json", "--explain", str(out), "--model", str(tiny_convnext))
+    assert done.returncode == 1 and "Traceback" not in done.stderr  # the broken file, reported
+    results = {Path(r["path"]).name: r for r in json.loads(done.stdout)}
+    assert results["broken.jpg"]["error"] and len(results["two.jpg"]["faces"]) == 2
+    written = sorted(p.name for p in out.iterdir())
+    assert written == ["one-face1.png", "two-face1.png", "two-face2.png"]
+    classifier = realfake.FaceClassifier.from_pretrained(tiny_convnext)
+    for name in written:
+        assert Image.open(out / name).size == (classifier.crop_size, classifier.crop_size)
+
+
+def test_predict_explain_with_a_model_it_cannot_explain(tmp_path):
+    from transformers import ResNetConfig, ResNetForImageClassification
+
+    from realfake.architectures import convnext_from_scratch
+
+    config = ResNetConfig(
+        embedding_size=8,
+        hidden_sizes=[8],
+        depths=[1],
+        id2label={0: "real", 1: "fake"},
+        label2id={"real": 0, "fake": 1},
+    )
+    ResNetForImageClassification(config).save_pretrained(tmp_path / "resnet")
+    _, processor = convnext_from_scratch(image_size=32, depths=(1, 1, 1, 1), hidden_sizes=(8, 8, 16, 16))
+    processor.save_pretrained(tmp_path / "resnet")
+    done = run_cli(
+        "predict", str(REAL_FACES[0]), "--explain", str(tmp_path / "out"), "--model", str(tmp_path / "resnet")
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == (
+        "realfake: error: Heatmaps are not available for ResNetForImageClassification models: realfake "
+        "explains its CLIP, ViT and ConvNeXt classifiers."
+    )
+    assert not (tmp_path / "out").exists()
