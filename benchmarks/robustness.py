@@ -33,7 +33,7 @@ from realfake import load_detector  # noqa: E402
 from realfake.folders import labelled_images, read_batches  # noqa: E402
 from realfake.metrics import RealFakeMetrics  # noqa: E402
 from train.augment import RandomBlur, RandomJPEG  # noqa: E402
-from train.protocol import FAMILIES, WILD  # noqa: E402
+from train.families import FAMILIES, WILD  # noqa: E402
 
 
 def downscale(factor: float) -> Callable[[Image.Image], Image.Image]:

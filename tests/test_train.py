@@ -27,6 +27,9 @@ from transformers import (
 
 import realfake
 from benchmarks import bench_train
+from realfake.calibration import Calibration
+from realfake.faces import crop_face
+from realfake.images import load_image
 from train import prepare, train
 from train.card import fmt
 
@@ -162,7 +165,13 @@ def test_model_card_metrics_equal_all_results(trained):
 def test_the_threshold_and_views_travel_in_the_config_to_realfake(trained):
     output, export, metrics, _ = trained
     config = json.loads((output / "config.json").read_text())
-    assert config["realfake_threshold"] == pytest.approx(metrics["random_threshold"], abs=1e-6)
+    calibration = Calibration(config["realfake_calibration"]["scale"], config["realfake_calibration"]["bias"])
+    # The decision threshold is chosen on the raw score and stored in calibrated units.
+    assert config["realfake_threshold"] == pytest.approx(
+        float(calibration(metrics["random_threshold"])), abs=1e-5
+    )
+    bands = config["realfake_verdict_thresholds"]
+    assert bands["real_at_most"] <= config["realfake_threshold"] <= bands["fake_at_least"]
     assert config["realfake_crop_margin"] == 0.3
     assert config["realfake_mirror_average"] is True and config["realfake_zooms"] == [1.0, 0.9]
     assert "the crop and its centre at 90% of its side" in (output / "README.md").read_text()
@@ -172,6 +181,11 @@ def test_the_threshold_and_views_travel_in_the_config_to_realfake(trained):
     assert detector.classifier.zooms == (1.0, 0.9) and detector.classifier.mirror_average
     [face] = detector.predict(REAL_FACES[0])
     assert face.label == ("fake" if face.fake_probability >= detector.threshold else "real")
+    assert face.verdict == detector.classifier.verdict_thresholds().verdict(face.fake_probability)
+    classifier = detector.classifier
+    crop = crop_face(load_image(REAL_FACES[0]).image, face.box, classifier.crop_size, classifier.crop_margin)
+    [raw] = classifier.fake_probabilities([crop], calibrated=False)
+    assert face.fake_probability == pytest.approx(float(calibration(raw)), abs=1e-6)
 
 
 def test_push_uploads_the_model_files_only(trained):
@@ -291,7 +305,8 @@ def test_fine_tunes_a_pretrained_checkpoint_with_other_labels(crops, tmp_path):
     stem = classifier.model.convnext.embeddings.patch_embeddings.weight.detach().flatten()
     start = pretrained.convnext.embeddings.patch_embeddings.weight.detach().flatten().float()
     assert torch.corrcoef(torch.stack([stem, start]))[0, 1] > 0.9  # tuned from the checkpoint, not anew
-    assert classifier.threshold == pytest.approx(metrics["random_threshold"], abs=1e-6)
+    raw_threshold = classifier.calibration.inverse(classifier.threshold)
+    assert float(raw_threshold) == pytest.approx(metrics["random_threshold"], abs=1e-6)
 
 
 def test_average_checkpoints_gives_the_mean_of_the_last_ones(crops, tmp_path):

@@ -22,6 +22,7 @@ SET_NAMES = {
     "heldout": "held-out sources and files (never trained on)",
 }
 PROTOCOL_HEADING = "## Leave-one-generator-out protocol"
+CALIBRATION_HEADING = "## Calibration and verdicts"
 TUNED = {
     "head": "the head only (backbone frozen; its class tokens computed once per crop and view, cached)",
     "layernorm": "the head and every layer norm of the backbone",
@@ -61,6 +62,42 @@ def plot_roc(curves: dict, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
+
+
+def plot_reliability(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str, path: Path) -> None:
+    """A reliability diagram: per bin of predicted P(fake), the share of fakes, one line per curve
+    (name -> (labels, probabilities)), and the diagonal a calibrated model follows."""
+    from realfake.calibration import expected_calibration_error, reliability
+
+    figure, axis = plt.subplots(figsize=(4.5, 4.5), dpi=100)
+    axis.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    for name, (labels, probabilities) in curves.items():
+        mean_p, share, _ = reliability(labels, probabilities)
+        ece = expected_calibration_error(labels, probabilities)
+        axis.plot(mean_p, share, marker="o", markersize=3, label=f"{name} (ECE {ece:.3f})")
+    axis.set(xlabel="predicted P(fake)", ylabel="share that is fake", title=title, xlim=(0, 1), ylim=(0, 1))
+    axis.legend(loc="upper left", fontsize=6)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def replace_section(card: Path, heading: str, body: str) -> None:
+    """Put ``heading`` and ``body`` in a model card: in place of an earlier section of that heading,
+    else before the protocol's section, else at the end."""
+    text = card.read_text()
+    section = f"{heading}\n\n{body.strip()}\n"
+    if f"\n{heading}\n" in text:
+        before, _, rest = text.partition(f"\n{heading}\n")
+        after = rest.split("\n## ", 1)
+        tail = f"\n\n## {after[1]}" if len(after) > 1 else ""
+        text = f"{before.rstrip()}\n\n{section}{tail}"
+    elif heading != PROTOCOL_HEADING and f"\n{PROTOCOL_HEADING}\n" in text:
+        before, _, rest = text.partition(f"\n{PROTOCOL_HEADING}\n")
+        text = f"{before.rstrip()}\n\n{section}\n{PROTOCOL_HEADING}\n{rest}"
+    else:
+        text = f"{text.rstrip()}\n\n{section}"
+    card.write_text(text)
 
 
 def plot_confusion(scores: np.ndarray, labels: np.ndarray, threshold: float, title: str, path: Path) -> None:

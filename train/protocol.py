@@ -28,18 +28,11 @@ from sklearn.metrics import roc_auc_score
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from train import train  # noqa: E402
-from train.card import PROTOCOL_HEADING  # noqa: E402
+from train.calibrate import FIGURES_FILE, calibrate_run  # noqa: E402
+from train.card import PROTOCOL_HEADING, replace_section  # noqa: E402
+from train.families import FAMILIES, STYLEGAN2, WILD  # noqa: E402
 
-WILD = ("facemask-unmasked", "unsplash-men", "lfw-news")
 ALWAYS_HELD_OUT = ["stylegan3-r", "ffhq-sg3pair", *(f"{source}:0.3" for source in WILD)]
-STYLEGAN2 = ("tpdne-128", "tpdne-2022", "tpdne-2025", "tpdne-roeishc")
-# Each family is scored against real photos of about its size and framing.
-FAMILIES = {
-    "StyleGAN2 (thispersondoesnotexist)": (("tpdne-2025",), ("ffhq-1024",)),
-    "Stable Diffusion 2.1": (("sdfd-sd21",), ("ffhq-1024",)),
-    "text-to-image services (Flux.1, SDXL, DALL-E 3)": (("t2i-sfhq",), WILD),
-    "StyleGAN3 (in no training set)": (("stylegan3-r",), ("ffhq-sg3pair",)),
-}
 # fold -> (the family it leaves out, the sources it holds out)
 FOLDS = {
     "without-stylegan2": ("StyleGAN2 (thispersondoesnotexist)", [*STYLEGAN2, "ffhq-1024", *ALWAYS_HELD_OUT]),
@@ -52,28 +45,35 @@ FINAL = "final"
 def run_fold(config: Path, output_dir: Path, heldout: list[str] | None, extra: list[str]) -> Path:
     """Train one fold (unless done already); returns its folder. The final run exports where the
     config says; a fold exports into its own folder only."""
+    # A fold never calibrates on the sources it holds out whole: its unseen family and their reference.
+    exclude = None if heldout is None else [source for source in heldout if ":" not in source]
     if not (output_dir / "all_results.json").is_file():
         argv = ["--config", str(config), "--output_dir", str(output_dir)]
         if heldout is not None:
             argv += ["--heldout_sources", *heldout, "--export_dir", str(output_dir / "model")]
+            argv += ["--calibration_exclude", *exclude]
         train.main([*argv, *extra])
+    elif not (output_dir / FIGURES_FILE).is_file():  # a run from before calibration: calibrate it now
+        if exclude is None:
+            exclude = json.loads(config.read_text()).get("calibration_exclude", [])
+        calibrate_run(output_dir, exclude=exclude)
     return output_dir
 
 
 def add_to_card(card: Path, table: str, command: str) -> None:
     """Put the protocol's table in a model card, replacing an earlier one."""
-    text = card.read_text()
-    text = text.split(f"\n{PROTOCOL_HEADING}")[0].rstrip("\n")
-    section = (
-        f"{PROTOCOL_HEADING}\n\nThe same recipe trained once per fold, each fold without one generator family "
+    body = (
+        "The same recipe trained once per fold, each fold without one generator family "
         "(and without the real photos it is scored against), then once on every family with a share of "
         "each held out by file (the final model, this one). StyleGAN3 and its FFHQ pair are in no "
         "training set; 30% of each source of real photos in the wild is held out everywhere. ROC AUC "
         "of each family's held-out images against real photos of about their size (counts: fake vs "
-        f"real), and the share of held-out real photos in the wild called fake.\n\n{table}\n\n"
+        "real), and the share of held-out real photos in the wild called fake. Then, on the held-out files "
+        "that no calibration was fitted on (train/calibrate.py), the expected calibration error of "
+        f"P(fake) and how each class was judged in verdicts.\n\n{table}\n\n"
         f"```\n{command}\n```\n"
     )
-    card.write_text(f"{text}\n\n{section}")
+    replace_section(card, PROTOCOL_HEADING, body)
 
 
 def read_scores(run: Path) -> tuple[dict[str, list[tuple[int, float]]], float]:
@@ -110,11 +110,14 @@ def report(runs: dict[str, Path]) -> dict:
     for fold, run in runs.items():
         by_source, threshold = read_scores(run)
         fpr, n_wild = wild_false_positives(by_source, threshold)
+        calibrated = json.loads((run / FIGURES_FILE).read_text()) if (run / FIGURES_FILE).is_file() else {}
         entry = {
             "threshold": threshold,
             "wild_real_called_fake": fpr,
             "n_wild_real": n_wild,
             "roc_auc": {family: family_auc(by_source, family) for family in FAMILIES},
+            "verdicts": calibrated.get("test_by_family", {}),
+            "verdicts_all": calibrated.get("test"),
         }
         if fold == FINAL:
             results["final"] = entry
@@ -158,6 +161,37 @@ def format_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def format_verdicts(results: dict) -> str:
+    """One Markdown table: calibration and verdicts on the held-out faces no calibration was fitted
+    on, for each fold's left-out family and for every family in the final model."""
+
+    def row(name: str, figures: dict | None) -> str:
+        if not figures:
+            return f"| {name} | n/a | n/a | n/a | n/a | n/a |"
+        judged = figures["verdicts"]
+        return (
+            f"| {name} | {figures['n']} | {figures['ece']:.3f} | {_share(judged['real']['fake'])} | "
+            f"{_share(judged['fake']['real'])} | {_share(figures['uncertain'])} |"
+        )
+
+    lines = [
+        "| held-out test faces (family and its real reference) | n | ECE | real called fake "
+        "| fakes called real | uncertain |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for fold, entry in results["folds"].items():
+        lines.append(row(f"{entry['left_out']}, left out ({fold})", entry["verdicts"].get(entry["left_out"])))
+    if results["final"]:
+        final = results["final"]
+        lines.append(row("final model, all test faces", final["verdicts_all"]))
+        lines += [row(f"final model, {family}", figures) for family, figures in final["verdicts"].items()]
+    return "\n".join(lines)
+
+
+def _share(value) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", type=Path, required=True, help="the training recipe (train.py --config)")
@@ -171,7 +205,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     results = report(runs)
     (output / "protocol.json").write_text(json.dumps(results, indent=2))
-    table = format_table(results)
+    table = f"{format_table(results)}\n\n{format_verdicts(results)}"
     if results["final"] and len(results["folds"]) == len(FOLDS):
         export = json.loads(args.config.read_text()).get("export_dir")
         cards = [runs[FINAL] / "README.md", *([Path(export) / "README.md"] if export else [])]

@@ -57,6 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from realfake.architectures import ID2LABEL, LABEL2ID, convnext_from_scratch, vit_from_scratch  # noqa: E402
 from realfake.base import resolve_base  # noqa: E402
+from realfake.calibration import CALIBRATION_KEY, VERDICTS_KEY  # noqa: E402
 from realfake.classifier import (  # noqa: E402
     CROP_MARGIN_KEY,
     MIRROR_KEY,
@@ -72,13 +73,13 @@ from realfake.faces import CROP_MARGIN  # noqa: E402
 from realfake.folders import in_share, source_shares  # noqa: E402
 from realfake.metrics import RealFakeMetrics, equal_error_rate, threshold_at_fpr  # noqa: E402
 from train.augment import build_train_augmentation  # noqa: E402
+from train.calibrate import RELIABILITY_FILE, SCORES_FILE, calibrate_run  # noqa: E402
 from train.card import write_model_card  # noqa: E402
 from train.prepare import INFO_FILE  # noqa: E402
 
 logger = logging.getLogger("train")
 
 TOKENS_VERSION = 1  # bump when the cached CLIP class tokens change meaning, to invalidate every cache
-SCORES_FILE = "validation_scores.csv"  # every validation crop's P(fake), for train/protocol.py
 SCRATCH_BUILDERS = {"convnext": convnext_from_scratch, "vit": vit_from_scratch}
 MODEL_FILES = (
     "config.json",
@@ -87,6 +88,7 @@ MODEL_FILES = (
     "README.md",
     "roc_curve.png",
     "confusion_matrix.png",
+    RELIABILITY_FILE,
     "all_results.json",
 )
 
@@ -219,6 +221,21 @@ class DataArguments:
         metadata={
             "help": "Raise the decision threshold above the equal-error point where needed so that at "
             "most this share of the random validation split's real faces is called fake."
+        },
+    )
+    calibration_share: float = field(
+        default=0.5,
+        metadata={
+            "help": "After training, P(fake) is calibrated and the verdict thresholds chosen on the "
+            "random validation split and this share of the held-out files (train/calibrate.py); the "
+            "other held-out files measure them."
+        },
+    )
+    calibration_exclude: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Held-out sources never used to calibrate, only to measure: generators the model "
+            "must meet unseen."
         },
     )
     aug_min_scale: float = field(
@@ -617,6 +634,8 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
     set_seed(training_args.seed)
 
     model, processor = build_model(model_args)  # a model that cannot be loaded fails before the data
+    # A realfake model fine-tuned further is calibrated afresh: its scores are raw until then.
+    model.config.update({CALIBRATION_KEY: None, VERDICTS_KEY: None})
     cached = uses_cached_tokens(model)
     if cached:
         check_cached_tokens(model_args, data_args)
@@ -708,6 +727,18 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
             n_eval={k: len(v) for k, v in eval_sets.items()},
             command=" ".join(["python", *sys.argv]),
         )
+        try:
+            calibrated = calibrate_run(
+                training_args.output_dir, data_args.calibration_share, data_args.calibration_exclude
+            )
+            metrics.update(
+                {
+                    "calibration_test": calibrated["test"],
+                    "verdict_thresholds": calibrated["verdict_thresholds"],
+                }
+            )
+        except ValueError as error:  # e.g. a tiny run whose validation rows hold one class only
+            logger.warning("Not calibrated: %s", error)
         if model_args.export_dir:
             export(training_args.output_dir, model_args.export_dir)
         if push_to_hub:
