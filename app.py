@@ -14,7 +14,7 @@ from pathlib import Path
 import gradio as gr
 
 import realfake
-from realfake.annotate import COLOURS, caption, for_display, summary, table_rows
+from realfake.annotate import all_captions, caption, for_display, summary, table_rows
 from realfake.errors import RealfakeError
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -26,7 +26,7 @@ MAX_FILE_SIZE = "20mb"
 # the environment can change them for bigger hardware.
 QUEUE_SIZE = int(os.environ.get("REALFAKE_QUEUE_SIZE", 20))  # waiting beyond this: "queue is full"
 CONCURRENCY = int(os.environ.get("REALFAKE_CONCURRENCY", 2))  # predictions run at once
-TABLE_HEADERS = ["face", "box (x1, y1, x2, y2)", "detection score", "P(fake)", "label"]
+TABLE_HEADERS = ["face", "box (x1, y1, x2, y2)", "detection score", "P(fake)", "verdict", "label"]
 
 detector = realfake.load_detector()
 classifier = detector.classifier
@@ -53,7 +53,11 @@ class UploadedImage(gr.Image):
 
 
 def predict(image: str | None, threshold: float | None = None):
-    """Find and judge every face: the annotated image, a table, a sentence and the raw results."""
+    """Find and judge every face: the annotated image, a table, a sentence and the raw results.
+
+    Plain values only (the image's colours are fixed on the component), so that an API caller
+    gets the image and its boxes themselves.
+    """
     if image is None:
         raise gr.Error("Upload a photo first.", print_exception=False)
     try:
@@ -61,7 +65,6 @@ def predict(image: str | None, threshold: float | None = None):
         verdicts = detector.predict(loaded.image, threshold=threshold)
     except RealfakeError as error:
         raise gr.Error(str(error), print_exception=False) from None
-    colours = {caption(face): "#{:02x}{:02x}{:02x}".format(*COLOURS[face.label]) for face in verdicts}
     sentence = summary(verdicts)
     if loaded.first_frame_only:
         sentence += " (Animated image: the first frame was judged.)"
@@ -71,15 +74,50 @@ def predict(image: str | None, threshold: float | None = None):
         "faces": [face.to_dict() for face in verdicts],
         "summary": sentence,
     }
-    shown = gr.AnnotatedImage(value=for_display(loaded.image, verdicts), color_map=colours)
-    return shown, table_rows(verdicts), sentence, results
+    return for_display(loaded.image, verdicts), table_rows(verdicts), sentence, results
+
+
+def explain(image: str | None):
+    """Each face's crop beside its heatmap: which parts of the crop pushed its score towards fake."""
+    from realfake.explain import overlay
+
+    if image is None:
+        raise gr.Error("Upload a photo first.", print_exception=False)
+    try:
+        loaded = realfake.load_image(image)
+        faces = detector.predict(loaded.image)
+        explained = detector.explain(loaded.image, faces)
+    except RealfakeError as error:
+        raise gr.Error(str(error), print_exception=False) from None
+    if not faces:
+        gr.Info("No face found, so there is nothing to explain.")
+    gallery = []
+    for number, (face, (crop, heatmap)) in enumerate(zip(faces, explained), start=1):
+        gallery += [
+            (crop, f"face {number}: {caption(face)}"),
+            (overlay(crop, heatmap), f"face {number}: heatmap"),
+        ]
+    return gallery
+
+
+def verdict_rule() -> str:
+    """How P(fake) becomes a verdict with this model, in words."""
+    bands = classifier.verdict_thresholds()
+    if bands.real_at_most < bands.fake_at_least and classifier.calibration is not None:
+        return (
+            f"fake from P(fake) {bands.fake_at_least:.2f}, real up to {bands.real_at_most:.2f}, "
+            "uncertain between (chosen on held-out faces so that at most 1% of real faces are called "
+            "fake and at most 1% of fakes real)"
+        )
+    return f"fake from P(fake) {bands.fake_at_least:.2f}, real below (this model has no uncertain band)"
 
 
 def model_panel() -> str:
     lines = [
         f"**Model**: `{classifier.name if classifier.name != str(realfake.pipeline.DEFAULT_MODEL_DIR) else 'bundled default'}`"
         + (f" @ `{classifier.revision}`" if classifier.revision else ""),
-        f"**Decision threshold**: {detector.threshold:.3f}",
+        f"**Verdicts**: {verdict_rule()}",
+        f"**Decision threshold** (the binary `label` of the API): {detector.threshold:.3f}",
     ]
     if RESULTS:
         for name, words in (("heldout", "held-out sources"), ("random", "random validation split")):
@@ -93,9 +131,10 @@ def model_panel() -> str:
 
 with gr.Blocks(title="realfake: real or generated face?", delete_cache=(3600, 3600)) as demo:
     gr.Markdown(
-        "# Real or generated?\nDrop a photo: every face is boxed and labelled **real** or **fake** "
-        "(made by an image generator: a GAN, a diffusion or text-to-image model) with the model's "
-        "confidence. A first opinion, not proof."
+        "# Real or generated?\nDrop a photo: every face is outlined and judged **fake** (red: made by "
+        "an image generator, a GAN, a diffusion or text-to-image model), **real** (green) or "
+        "**uncertain** (amber: the model cannot tell well enough to say), with its calibrated "
+        "probability. A first opinion, not proof."
     )
     with gr.Row():
         with gr.Column():
@@ -107,19 +146,32 @@ with gr.Blocks(title="realfake: real or generated face?", delete_cache=(3600, 36
                     value=detector.threshold,
                     step=0.01,
                     label="Decision threshold",
-                    info="A face is called fake when P(fake) reaches this; the default is the model's own.",
+                    info="The binary label (the API's `label`) is fake when P(fake) reaches this; the "
+                    "verdicts use the model's own two thresholds.",
                 )
             button = gr.Button("Check faces", variant="primary")
         with gr.Column():
-            annotated = gr.AnnotatedImage(label="Faces", height=420)
+            annotated = gr.AnnotatedImage(label="Faces", height=420, color_map=all_captions())
             verdict = gr.Textbox(label="Verdict", interactive=False)
     table = gr.Dataframe(headers=TABLE_HEADERS, label="Faces found", interactive=False)
+    with gr.Accordion("Explain: what pushed each score towards fake", open=False):
+        gr.Markdown(
+            "Each face's crop, as the model saw it, beside a heatmap (Grad-CAM): red where the crop "
+            "pushed the score towards *fake* most, blue where least. It shows where the score came "
+            "from, not proof of where an image was edited or generated; every face gets a map, even "
+            "one judged real."
+        )
+        explain_button = gr.Button("Explain", variant="secondary")
+        heatmaps = gr.Gallery(
+            label="Crops and heatmaps", columns=4, height="auto", object_fit="contain", elem_id="heatmaps"
+        )
     with gr.Accordion("Results as JSON", open=False):
         raw = gr.JSON(label="results")
     with gr.Accordion("About the model", open=False):
         gr.Markdown(model_panel())
     outputs = [annotated, table, verdict, raw]
     button.click(predict, inputs=[photo, threshold], outputs=outputs, api_name="predict")
+    explain_button.click(explain, inputs=[photo], outputs=[heatmaps], api_name="explain")
     photo.upload(
         predict,
         inputs=[photo, threshold],

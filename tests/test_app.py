@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import itertools
+import json
+import re
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from conftest import FAKE_FACES, REAL_FACES, REPO, group_photo
 from gradio_client import Client, handle_file
 from gradio_client.utils import QueueError
+from PIL import Image
 
 from benchmarks import local_app
+from realfake.annotate import COLOURS
 
 OUTPUT = Path(__file__).parent / "output"
 SERVERS = itertools.count(1)
@@ -45,8 +50,25 @@ def test_the_page_names_the_bundled_model_and_its_figures(app):
     assert "bundled default" in page and "held-out sources" in page
 
 
-def test_only_predict_is_public(client):
-    assert list(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == ["/predict"]
+def test_only_predict_and_explain_are_public(client):
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert list(endpoints) == ["/predict", "/explain"]
+
+
+def test_the_explain_endpoint_on_the_group_photo(client):
+    gallery = client.predict(handle_file(str(REPO / "examples" / "group.jpg")), api_name="/explain")
+    assert len(gallery) == 8  # four faces: each crop, then its heatmap
+    for number in range(1, 5):
+        crop, heatmap = gallery[2 * number - 2], gallery[2 * number - 1]
+        assert re.fullmatch(
+            rf"face {number}: (real|fake) \S+|face {number}: uncertain \S+ fake", crop["caption"]
+        )
+        assert heatmap["caption"] == f"face {number}: heatmap"
+        shown, overlaid = Image.open(crop["image"]), Image.open(heatmap["image"])
+        assert shown.size == overlaid.size == (224, 224)
+        assert (
+            np.abs(np.asarray(shown, dtype=int) - np.asarray(overlaid.convert("RGB"), dtype=int)).mean() > 5
+        )
 
 
 def test_predict_on_a_real_photo(client):
@@ -56,10 +78,17 @@ def test_predict_on_a_real_photo(client):
     x1, y1, x2, y2 = face["box"]
     assert 0 <= x1 < x2 <= 512 and 0 <= y1 < y2 <= 512
     assert 0 <= face["fake_probability"] <= 1 and face["label"] in ("real", "fake")
-    assert sentence.startswith("1 face: 1 look")
-    assert table["data"][0][4] == face["label"]
-    assert Path(annotated["value"]["image"]).is_file()  # the client downloads the annotated image
-    assert [a["label"] for a in annotated["value"]["annotations"]][0].split()[0] == face["label"]
+    assert face["verdict"] == "real"  # a real photo, and the model is sure of it
+    assert sentence.startswith("1 face: 1 looks real (")
+    assert table["data"][0][4:] == [face["verdict"], face["label"]]
+    # The value itself, not a component update: the image and each face's outline with its caption.
+    assert set(annotated) == {"image", "annotations"}
+    assert Path(annotated["image"]).is_file()  # the client downloads the annotated image
+    [outline] = annotated["annotations"]
+    assert outline["label"].split()[0] == face["verdict"] and Path(outline["image"]).is_file()
+    alpha = np.asarray(Image.open(outline["image"]).convert("RGBA"))[..., 3]
+    assert alpha[round((y1 + y2) / 2), round((x1 + x2) / 2)] == 0  # the face shows through
+    assert alpha[round(y1) + 1, round((x1 + x2) / 2)] > 0  # its outline does not
 
 
 def test_predict_on_the_group_photo_and_threshold(client, tmp_path):
@@ -134,7 +163,22 @@ def test_a_full_queue_refuses_cleanly_and_loses_nothing(tiny_convnext, tmp_path)
         server.wait(timeout=30)
 
 
-def test_the_page_in_a_real_browser(app):
+@pytest.fixture(scope="module")
+def three_verdicts_app(tmp_path_factory):
+    """The app serving the bundled model with its verdict thresholds moved so that the four faces of
+    examples/group.jpg (P(fake) about 0.02, 0.97, 0.98 and 1.0) get all three verdicts."""
+    model = tmp_path_factory.mktemp("model") / "three-verdicts"
+    shutil.copytree(REPO / "realfake" / "model", model)
+    config = json.loads((model / "config.json").read_text())
+    config["realfake_verdict_thresholds"] = {"real_at_most": 0.05, "fake_at_least": 0.99}
+    (model / "config.json").write_text(json.dumps(config))
+    server, url = start_app(REALFAKE_MODEL=str(model))
+    yield url
+    server.terminate()
+    server.wait(timeout=30)
+
+
+def test_the_page_in_a_real_browser(three_verdicts_app):
     from playwright.sync_api import sync_playwright
 
     assert Path(CHROMIUM).exists(), (
@@ -154,17 +198,31 @@ def test_the_page_in_a_real_browser(app):
             ],
         )
         page = browser.new_page(viewport={"width": 1280, "height": 1100})
-        page.goto(app, wait_until="networkidle")
+        page.goto(three_verdicts_app, wait_until="networkidle")
         page.locator("input[type=file]").first.set_input_files(str(REPO / "examples" / "group.jpg"))
         verdict = page.get_by_label("Verdict")
         page.wait_for_function(
             "() => [...document.querySelectorAll('textarea')].some(t => t.value.startsWith('4 faces'))",
             timeout=60000,
         )
-        assert verdict.input_value().startswith("4 faces: ")
-        captions = page.locator("text=/^(real|fake) \\d+%$/")  # the boxes' legend, as a person reads it
+        assert verdict.input_value() == (
+            "4 faces: 1 looks generated (>99%), 1 looks real (98%), 2 are uncertain (98% fake, 97% fake)."
+        )
+        # The boxes' legend, as a person reads it: each caption in its verdict's colour.
+        captions = page.locator("text=/^(real \\S+|fake \\S+|uncertain \\S+ fake)$/")
         captions.first.wait_for(timeout=30000)
-        assert len(captions.all_inner_texts()) == 4
+        colours = {
+            caption.inner_text(): caption.evaluate("e => getComputedStyle(e).backgroundColor")
+            for caption in captions.all()
+        }
+        assert sorted(colours) == ["fake >99%", "real 98%", "uncertain 97% fake", "uncertain 98% fake"]
+        for caption, colour in colours.items():
+            red, green, blue = COLOURS[caption.split()[0]]
+            assert colour.startswith(f"rgba({red}, {green}, {blue},"), (caption, colour)
+        page.get_by_text("Explain: what pushed each score towards fake").click()
+        page.get_by_role("button", name="Explain", exact=True).click()
+        page.wait_for_function("() => document.querySelectorAll('#heatmaps img').length >= 8", timeout=120000)
+        page.wait_for_timeout(1000)  # the images' pixels
         OUTPUT.mkdir(exist_ok=True)
         page.screenshot(path=str(OUTPUT / "app.png"), full_page=True)
         browser.close()
