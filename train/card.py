@@ -264,9 +264,11 @@ or text-to-image model) rather than photographed. Part of realfake, which finds 
 around each (the box's longer side plus {margin:.0%}) and runs this model on it.
 
 - **Base**: {base}; input {config.get("image_size", "?")} px; labels {config["id2label"]}
-- **Decision threshold**: {threshold:.4f} (`realfake_threshold` in `config.json`): a face is called fake
-  when P(fake) reaches it. Chosen where false positives and false negatives are equally likely on the
-  random validation split{threshold_rule(data_args)}.
+- **Decision threshold** (the binary `label`): {threshold:.4f} on the model's raw score: a face is
+  labelled fake when its score reaches it. Chosen where false positives and false negatives are equally
+  likely on the random validation split{threshold_rule(data_args)}. `realfake_threshold` in `config.json`
+  holds it in calibrated units, and the verdicts (fake / uncertain / real) have thresholds of their own:
+  see Calibration and verdicts below.
 - **Weights**: {weights}
 - **Targets**: {distilled}{balance_note(data_args)}
 - **Mirror averaging**: {mirror} (`realfake_mirror_average`).
@@ -280,11 +282,16 @@ import realfake
 
 detector = realfake.load_detector("PATH_OR_HUB_ID")
 for face in detector.predict("photo.jpg"):
-    print(face.box, face.fake_probability, face.label)
+    print(face.box, face.fake_probability, face.verdict, face.label)
 ```
 
 Feed it crops made the same way (realfake's `crop_face`); a tight face box, a whole photo or a
 different margin changes what the model sees and its accuracy.
+
+`detector.explain("photo.jpg")` (or `python -m realfake predict photo.jpg --explain OUT_DIR`) gives each
+face's crop and a heatmap: Grad-CAM of the fake-over-real log-odds, showing which parts of the crop
+pushed the score towards fake. It says where the score came from, not where an image was edited or
+generated, and every face gets one, a face judged real too.
 
 ## Evaluation
 
