@@ -140,15 +140,21 @@ def calibrate_run(
         "test": report_rows(testing, bands) if testing else None,
         "test_by_family": {},
     }
-    curves = {}
+    groups = {"all test faces": testing}
     for family in FAMILIES:
         chosen = family_rows(testing, family)
         if len({row["y"] for row in chosen}) == 2:
             figures["test_by_family"][family] = report_rows(chosen, bands)
-            curves[family.split(" (")[0]] = ([row["y"] for row in chosen], [row["p"] for row in chosen])
+            groups[family.split(" (")[0]] = chosen
     if testing:
-        curves.setdefault("all test faces", ([row["y"] for row in testing], [row["p"] for row in testing]))
-        plot_reliability(curves, "Calibrated, on held-out test faces", run_dir / RELIABILITY_FILE)
+        panels = {
+            f"{title}, held-out test faces": {
+                name: ([row["y"] for row in chosen], [row[key] for row in chosen])
+                for name, chosen in groups.items()
+            }
+            for title, key in (("Raw score", "raw"), ("Calibrated P(fake)", "p"))
+        }
+        plot_reliability(panels, run_dir / RELIABILITY_FILE)
     save_figures(run_dir, figures)
     (run_dir / FIGURES_FILE).write_text(json.dumps({**figures, "exclude": list(exclude)}, indent=2) + "\n")
     card = run_dir / "README.md"

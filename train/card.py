@@ -64,19 +64,23 @@ def plot_roc(curves: dict, path: Path) -> None:
     plt.close(figure)
 
 
-def plot_reliability(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str, path: Path) -> None:
-    """A reliability diagram: per bin of predicted P(fake), the share of fakes, one line per curve
-    (name -> (labels, probabilities)), and the diagonal a calibrated model follows."""
+def plot_reliability(panels: dict[str, dict[str, tuple]], path: Path) -> None:
+    """Reliability diagrams side by side, one per panel (title -> curves, each name -> (labels,
+    probabilities)): per bin of predicted P(fake), the share that is fake, and the diagonal a
+    calibrated model follows."""
     from realfake.calibration import expected_calibration_error, reliability
 
-    figure, axis = plt.subplots(figsize=(4.5, 4.5), dpi=100)
-    axis.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
-    for name, (labels, probabilities) in curves.items():
-        mean_p, share, _ = reliability(labels, probabilities)
-        ece = expected_calibration_error(labels, probabilities)
-        axis.plot(mean_p, share, marker="o", markersize=3, label=f"{name} (ECE {ece:.3f})")
-    axis.set(xlabel="predicted P(fake)", ylabel="share that is fake", title=title, xlim=(0, 1), ylim=(0, 1))
-    axis.legend(loc="upper left", fontsize=6)
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4.5), dpi=100, squeeze=False)
+    for axis, (title, curves) in zip(axes[0], panels.items()):
+        axis.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+        for name, (labels, probabilities) in curves.items():
+            mean_p, share, _ = reliability(labels, probabilities)
+            ece = expected_calibration_error(labels, probabilities)
+            axis.plot(mean_p, share, marker="o", markersize=3, label=f"{name} (ECE {ece:.3f})")
+        axis.set(
+            xlabel="predicted P(fake)", ylabel="share that is fake", title=title, xlim=(0, 1), ylim=(0, 1)
+        )
+        axis.legend(loc="upper left", fontsize=6)
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
