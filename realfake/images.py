@@ -5,6 +5,9 @@ PIL image, or raises :class:`~realfake.errors.ImageError` with one sentence a pe
 It checks size limits before decoding (so a decompression bomb is never expanded), applies the EXIF
 orientation (so boxes refer to the image as people see it), keeps the first frame of animations,
 composites transparency on white and maps every mode to RGB.
+
+HEIC/HEIF (iPhone photos) open through pillow-heif when it is installed, and AVIF through Pillow's own
+plugin where Pillow was built with it (its wheels since 11.3).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 from .errors import ImageError
 
@@ -26,8 +29,33 @@ logger = logging.getLogger(__name__)
 
 ImageSource = str | os.PathLike | bytes | BinaryIO | Image.Image | np.ndarray
 
-FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
+
+def _register_heif() -> bool:
+    """Let Pillow open HEIC/HEIF through pillow-heif, if it is installed (about 15 ms, once)."""
+    try:
+        import pillow_heif
+    except ImportError:
+        return False
+    # Decoding applies the irot/imir boxes and resets the EXIF orientation to 1, so the
+    # exif_transpose in _finish cannot turn the photo a second time.
+    pillow_heif.register_heif_opener()
+    return True
+
+
+def _has_avif() -> bool:
+    """Whether Pillow itself decodes AVIF (pillow-heif 1.x no longer does)."""
+    try:
+        return bool(features.check_module("avif"))
+    except ValueError:  # Pillow before 11.2 has no AVIF plugin at all
+        return False
+
+
+HAS_HEIF = _register_heif()
+HAS_AVIF = _has_avif()
+# AVIF before HEIF: both accept the generic "mif1" brand, and only Pillow's plugin decodes AV1.
+FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", *["AVIF"] * HAS_AVIF, *["HEIF"] * HAS_HEIF)
 SUFFIXES = (".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+SUFFIXES += (".heic", ".heif", ".avif")  # listed even when undecodable, so the error says what to install
 MAX_FILE_BYTES = 50 * 1024 * 1024
 MAX_PIXELS = 40_000_000
 MIN_SIDE = 20
@@ -40,9 +68,10 @@ _KNOWN_NON_IMAGES = {
     b"PK\x03\x04": "a ZIP archive (or an Office document)",
     b"<svg": "an SVG drawing",
     b"<?xml": "an XML file (perhaps SVG)",
-    b"\x00\x00\x00\x18ftypheic": "a HEIC photo",
-    b"\x00\x00\x00\x1cftypheic": "a HEIC photo",
 }
+# Major brands of the ISO media file's "ftyp" box (bytes 8 to 12) of HEIF and of AVIF images.
+_HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1")
+_AVIF_BRANDS = (b"avif", b"avis")
 
 
 @dataclass(frozen=True)
@@ -116,13 +145,14 @@ def _open_encoded(handle: BinaryIO, size: int | None) -> LoadedImage:
         except (OSError, ValueError, SyntaxError) as error:
             raise ImageError(f"The image header is corrupt ({_reason(error)}).") from None
         _check_pixels(image.size)
-        n_frames = getattr(image, "n_frames", 1)
+        # A HEIF file's other images (bursts, depth maps) are no animation: its primary one is used.
+        n_frames = 1 if image.format == "HEIF" else getattr(image, "n_frames", 1)
         try:
-            image.seek(0)
+            _first_frame(image)
             image.load()
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise ImageError(_too_many_pixels()) from None
-        except (OSError, ValueError, SyntaxError, EOFError) as error:
+        except (OSError, ValueError, SyntaxError, EOFError, RuntimeError) as error:  # libheif: RuntimeError
             raise ImageError(f"The {image.format} file is truncated or corrupt ({_reason(error)}).") from None
     return _finish(image, fmt=image.format, n_frames=n_frames)
 
@@ -132,7 +162,7 @@ def _finish(image: Image.Image, fmt: str | None, n_frames: int | None = None) ->
     if n_frames is None:
         n_frames = getattr(image, "n_frames", 1)
         if n_frames > 1:
-            image.seek(0)
+            _first_frame(image)
     upright = image
     try:
         if image.getexif().get(ORIENTATION, 1) != 1:
@@ -147,6 +177,12 @@ def _finish(image: Image.Image, fmt: str | None, n_frames: int | None = None) ->
             f"than {MIN_SIDE} pixels on a side."
         )
     return LoadedImage(image=rgb, format=fmt, n_frames=n_frames)
+
+
+def _first_frame(image: Image.Image) -> None:
+    """Show the first frame of an animation, or the primary image of a HEIF collection (opened on it)."""
+    if image.format != "HEIF":
+        image.seek(0)
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -200,10 +236,19 @@ def _too_many_pixels(width: int | None = None, height: int | None = None) -> str
 
 
 def _not_an_image(handle: BinaryIO, head: bytes) -> str:
-    supported = "use JPEG, PNG, WebP, BMP, TIFF or GIF"
+    readable = ["JPEG", "PNG", "WebP", *(["HEIC"] if HAS_HEIF else []), *(["AVIF"] if HAS_AVIF else [])]
+    supported = f"use {', '.join(readable)}, BMP, TIFF or GIF"
     for magic, what in _KNOWN_NON_IMAGES.items():
         if head.startswith(magic) or head.lstrip().startswith(magic):
             return f"The file is {what}, not an image; {supported}."
+    brand = head[8:12] if head[4:8] == b"ftyp" else None
+    if brand in _HEIF_BRANDS and not HAS_HEIF:
+        return "The file is a HEIC photo, which needs pillow-heif: run pip install pillow-heif, or save it as JPEG."
+    if brand in _AVIF_BRANDS and not HAS_AVIF:
+        return "The file is an AVIF image, which this Pillow cannot decode: install Pillow 11.3 or later."
+    if brand in _HEIF_BRANDS + _AVIF_BRANDS:
+        what = "an AVIF image" if brand in _AVIF_BRANDS else "a HEIC photo"
+        return f"The file looks like {what} but cannot be decoded; it may be truncated or corrupt."
     other = _identify(handle)
     if other:
         return f"{other} images are not supported; {supported}."

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import io
+import sys
 
 import numpy as np
 import pytest
 from conftest import FIXTURES, REAL_FACES
 from PIL import Image
 
+from realfake import images
 from realfake.errors import ImageError
-from realfake.images import MAX_PIXELS, MIN_SIDE, load_image
+from realfake.faces import FaceDetector
+from realfake.folders import find_images
+from realfake.images import HAS_AVIF, HAS_HEIF, MAX_PIXELS, MIN_SIDE, load_image
 
 FACE = REAL_FACES[0]
+NEEDS_HEIF = pytest.mark.skipif(not HAS_HEIF, reason="pillow-heif is not installed")
+NEEDS_AVIF = pytest.mark.skipif(not HAS_AVIF, reason="this Pillow has no AVIF support")
+HEIF = pytest.param("HEIF", marks=NEEDS_HEIF)
+AVIF = pytest.param("AVIF", marks=NEEDS_AVIF)
 
 
 def encode(image: Image.Image, fmt: str, **params) -> bytes:
@@ -25,7 +33,12 @@ def face(size=(160, 120)) -> Image.Image:
     return Image.open(FACE).convert("RGB").resize(size)
 
 
-@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF"])
+def mean_difference(a: Image.Image, b: Image.Image) -> float:
+    assert a.size == b.size
+    return float(np.abs(np.asarray(a, float) - np.asarray(b, float)).mean())
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", HEIF, AVIF])
 def test_every_supported_format_opens_as_rgb(fmt):
     loaded = load_image(encode(face(), fmt))
     assert loaded.image.mode == "RGB"
@@ -79,6 +92,119 @@ def test_animation_uses_the_first_frame_and_says_so(fmt):
     assert r > 200 and g < 50 and b < 50
 
 
+# What exif_transpose does for each orientation, undone: the pixels as the camera stores them.
+STORED = {
+    3: Image.Transpose.ROTATE_180,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_90,
+    8: Image.Transpose.ROTATE_270,
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+}
+
+
+@pytest.mark.parametrize("orientation", STORED)
+@pytest.mark.parametrize("fmt", [HEIF, AVIF])
+def test_phone_photo_orientation_is_applied_exactly_once(fmt, orientation):
+    upright = face((200, 120))
+    stored = upright.transpose(STORED[orientation])
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = encode(stored, fmt, quality=90, exif=exif.tobytes())
+    # Like an iPhone: the camera's pixels, an irot/imir box to turn them and the EXIF tag as well.
+    assert b"irot" in data or b"imir" in data
+    loaded = load_image(data).image
+    as_jpeg = load_image(encode(stored, "JPEG", quality=95, exif=exif.tobytes())).image
+    assert loaded.size == as_jpeg.size == (200, 120)
+    assert mean_difference(loaded, upright) < 4
+    assert mean_difference(loaded, as_jpeg) < 5
+
+
+@pytest.mark.parametrize("fmt", [HEIF, AVIF])
+def test_face_photo_decodes_close_to_the_original(tmp_path, fmt):
+    original = Image.open(FACE).convert("RGB")
+    path = tmp_path / f"phone.{'heic' if fmt == 'HEIF' else 'avif'}"
+    original.save(path, fmt, quality=90)
+    loaded = load_image(path)
+    assert loaded.format == fmt and loaded.size == original.size
+    assert mean_difference(loaded.image, original) < 3
+
+
+@NEEDS_HEIF
+def test_mtcnn_finds_the_face_in_a_heic_photo(tmp_path):
+    path = tmp_path / "IMG_0001.HEIC"
+    Image.open(FACE).convert("RGB").save(path, "HEIF", quality=90)
+    image = load_image(path).image
+    found = FaceDetector().detect(image)
+    assert len(found) == 1
+    [expected] = FaceDetector().detect(load_image(FACE).image)
+    assert np.abs(np.subtract(found[0].box, expected.box)).max() < 10
+
+
+@NEEDS_HEIF
+def test_heic_collection_uses_its_primary_image():
+    frames = [Image.new("RGB", (64, 48), colour) for colour in [(250, 0, 0), (0, 250, 0)]]
+    data = encode(frames[0], "HEIF", save_all=True, append_images=frames[1:], primary_index=1)
+    r, g, b = np.asarray(load_image(data).image)[24, 32]
+    assert g > 200 and r < 50 and b < 50
+
+
+@pytest.mark.parametrize("fmt", [HEIF, AVIF])
+def test_phone_photo_bomb_is_refused_before_decoding(monkeypatch, fmt):
+    data = encode(face(), fmt)
+    plugin = type(Image.open(io.BytesIO(data)))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("decoded a bomb")
+
+    monkeypatch.setattr(plugin, "load", refuse)
+    monkeypatch.setattr(images, "MAX_PIXELS", 10_000)
+    with pytest.raises(ImageError, match=r"The image is 160x120 pixels"):
+        load_image(data)
+
+
+CORRUPT = "truncated or corrupt ("
+UNDECODABLE = "but cannot be decoded; it may be truncated or corrupt."
+
+
+@pytest.mark.parametrize(
+    ("fmt", "keep", "message"),
+    [
+        pytest.param("HEIF", 0.5, f"The HEIF file is {CORRUPT}", marks=NEEDS_HEIF, id="heic-pixels"),
+        pytest.param(
+            "HEIF", 0.02, f"looks like a HEIC photo {UNDECODABLE}", marks=NEEDS_HEIF, id="heic-header"
+        ),
+        # libavif checks that all the pixel data is there before it tells the size
+        pytest.param("AVIF", 0.5, f"looks like an AVIF image {UNDECODABLE}", marks=NEEDS_AVIF, id="avif"),
+    ],
+)
+def test_truncated_phone_photos_are_corrupt(fmt, keep, message):
+    data = encode(face(), fmt)
+    with pytest.raises(ImageError) as caught:
+        load_image(data[: int(len(data) * keep)])
+    text = str(caught.value)
+    assert message in text
+    assert "\n" not in text and text.endswith(".")
+
+
+def test_heic_without_pillow_heif_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pillow_heif", None)  # import pillow_heif now fails
+    assert images._register_heif() is False
+    monkeypatch.setattr(images, "HAS_HEIF", False)
+    monkeypatch.setattr(images, "FORMATS", tuple(f for f in images.FORMATS if f != "HEIF"))
+    heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(200)
+    with pytest.raises(ImageError) as caught:
+        load_image(heic)
+    text = str(caught.value)
+    assert "pip install pillow-heif" in text
+    assert "\n" not in text and text.endswith(".")
+
+
+def test_folders_are_searched_for_phone_photos(tmp_path):
+    for name in ["a.HEIC", "b.heif", "c.avif", "d.jpg", "e.pdf"]:
+        (tmp_path / name).write_bytes(b"x")
+    assert [path.name for path in find_images(tmp_path)] == ["a.HEIC", "b.heif", "c.avif", "d.jpg"]
+
+
 def test_exif_orientation_is_applied(tmp_path):
     upright = face((200, 120))
     stored = upright.transpose(Image.Transpose.ROTATE_90)  # the sensor's view: 120 x 200
@@ -120,8 +246,9 @@ def test_input_images_are_not_modified():
     ],
     ids=["empty", "text", "pdf", "unsupported-ppm", "truncated", "random-bytes", "too-small"],
 )
-def test_bad_files_fail_with_one_clear_sentence(tmp_path, make, message):
-    path = tmp_path / "photo.jpg"  # every bad file pretends to be a JPEG
+@pytest.mark.parametrize("name", ["photo.jpg", "IMG_0001.heic"])
+def test_bad_files_fail_with_one_clear_sentence(tmp_path, make, message, name):
+    path = tmp_path / name  # every bad file pretends to be a JPEG or an iPhone photo
     make(path)
     with pytest.raises(ImageError) as caught:
         load_image(path)
