@@ -16,6 +16,7 @@ import gradio as gr
 import realfake
 from realfake.annotate import all_captions, caption, for_display, summary, table_rows
 from realfake.errors import RealfakeError
+from realfake.provenance import read_provenance
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 log = logging.getLogger("realfake.app")
@@ -26,6 +27,12 @@ MAX_FILE_SIZE = "20mb"
 # the environment can change them for bigger hardware.
 QUEUE_SIZE = int(os.environ.get("REALFAKE_QUEUE_SIZE", 20))  # waiting beyond this: "queue is full"
 CONCURRENCY = int(os.environ.get("REALFAKE_CONCURRENCY", 2))  # predictions run at once
+STRENGTH_WORDS = {
+    "verified": "signature valid and trusted",
+    "signed": "signature valid, signer not on a trust list",
+    "claim": "an unsigned statement anyone can write",
+    "hint": "a weak sign, easy to edit",
+}
 TABLE_HEADERS = ["face", "box (x1, y1, x2, y2)", "detection score", "P(fake)", "verdict", "label"]
 
 detector = realfake.load_detector()
@@ -53,10 +60,12 @@ class UploadedImage(gr.Image):
 
 
 def predict(image: str | None, threshold: float | None = None):
-    """Find and judge every face: the annotated image, a table, a sentence and the raw results.
+    """Find and judge every face: the annotated image, a table, a sentence, the raw results and
+    what the file itself says about its origin.
 
     Plain values only (the image's colours are fixed on the component), so that an API caller
-    gets the image and its boxes themselves.
+    gets the image and its boxes themselves. The file's statements are read from the uploaded
+    bytes as they arrived, before anything decodes or re-encodes them.
     """
     if image is None:
         raise gr.Error("Upload a photo first.", print_exception=False)
@@ -65,7 +74,10 @@ def predict(image: str | None, threshold: float | None = None):
         verdicts = detector.predict(loaded.image, threshold=threshold)
     except RealfakeError as error:
         raise gr.Error(str(error), print_exception=False) from None
+    provenance = read_provenance(image)
     sentence = summary(verdicts)
+    if provenance.declares_ai:  # a declared AI origin comes first; the faces' verdicts stay as they are
+        sentence = f"{provenance.summary()} {sentence}"
     if loaded.first_frame_only:
         sentence += " (Animated image: the first frame was judged.)"
     results = {
@@ -73,8 +85,22 @@ def predict(image: str | None, threshold: float | None = None):
         "height": loaded.size[1],
         "faces": [face.to_dict() for face in verdicts],
         "summary": sentence,
+        "provenance": provenance.to_dict(),
     }
-    return for_display(loaded.image, verdicts), table_rows(verdicts), sentence, results
+    shown = for_display(loaded.image, verdicts)
+    return shown, table_rows(verdicts), sentence, results, file_says(provenance)
+
+
+def file_says(provenance) -> str:
+    """The "File says" panel: each statement the file makes about its origin, strongest first."""
+    if not provenance.findings:
+        lines = [provenance.summary()]
+    else:
+        lines = [
+            f"{finding.says} ({STRENGTH_WORDS[finding.strength]}; {finding.where})"
+            for finding in provenance.findings
+        ]
+    return "\n".join(lines + list(provenance.notes))
 
 
 def explain(image: str | None):
@@ -153,6 +179,14 @@ with gr.Blocks(title="realfake: real or generated face?", delete_cache=(3600, 36
         with gr.Column():
             annotated = gr.AnnotatedImage(label="Faces", height=420, color_map=all_captions())
             verdict = gr.Textbox(label="Verdict", interactive=False)
+            says = gr.Textbox(
+                label="File says",
+                info="What the file states about its own origin (Content Credentials, generator metadata, "
+                "camera data), shown beside the verdict, never instead of it.",
+                interactive=False,
+                lines=2,
+                elem_id="file-says",
+            )
     table = gr.Dataframe(headers=TABLE_HEADERS, label="Faces found", interactive=False)
     with gr.Accordion("Explain: what pushed each score towards fake", open=False):
         gr.Markdown(
@@ -169,7 +203,7 @@ with gr.Blocks(title="realfake: real or generated face?", delete_cache=(3600, 36
         raw = gr.JSON(label="results")
     with gr.Accordion("About the model", open=False):
         gr.Markdown(model_panel())
-    outputs = [annotated, table, verdict, raw]
+    outputs = [annotated, table, verdict, raw, says]
     button.click(predict, inputs=[photo, threshold], outputs=outputs, api_name="predict")
     explain_button.click(explain, inputs=[photo], outputs=[heatmaps], api_name="explain")
     photo.upload(

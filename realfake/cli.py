@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from .errors import RealfakeError
 from .folders import find_images, labelled_images, read_batches
+from .provenance import read_provenance
 
 logger = logging.getLogger("realfake")
 
@@ -31,13 +32,18 @@ PREDICT_DESCRIPTION = """\
 Find every face in each image, and say for each whether it looks real or generated.
 
 PATH is an image file or a folder; folders are searched recursively for .jpg, .jpeg, .png,
-.webp, .bmp, .tif, .tiff and .gif files. Files named on the command line are read whatever
-their extension. Each face gets its box (x1, y1, x2, y2 in pixels of the upright image), the
-face detector's confidence, the probability that it is generated (fake_probability, 0 to 1)
-a verdict: "fake" or "real" where the model is sure enough by the two thresholds stored with
+.webp, .heic, .heif (iPhone photos), .avif, .bmp, .tif, .tiff and .gif files. Files named on the
+command line are read whatever their extension. Each face gets its box (x1, y1, x2, y2 in pixels
+of the upright image), the face detector's confidence, the calibrated probability that it is
+generated (fake_probability, 0 to 1), a verdict: "fake" or "real" where the model is sure enough by the two thresholds stored with
 it (chosen so that at most 1% of held-out real faces are called fake and at most 1% of held-out
 fakes real), else "uncertain"; and a binary label at the decision threshold, for compatibility.
 With --explain, a heatmap per face shows which parts of its crop pushed the score towards fake.
+
+What each file states about its own origin is read too, from its bytes: signed Content
+Credentials (C2PA), the IPTC digital source type in XMP, generator front-ends' PNG text chunks,
+a known generator in the EXIF Software tag, camera EXIF. It is shown beside the faces' verdicts,
+never instead of them: most sites strip such data, so its absence says nothing.
 
 A file that cannot be read is reported with a one-sentence reason and the run goes on."""
 
@@ -45,7 +51,9 @@ PREDICT_EPILOG = """\
 output:
   Without --json, one line per file. With --json, one JSON list on stdout, an object per file:
     {"path", "width", "height", "faces": [{"box", "detection_score",
-     "fake_probability", "label", "verdict"}], "error", "first_frame_only"}
+     "fake_probability", "label", "verdict"}], "error", "first_frame_only",
+     "provenance": {"findings": [{"kind", "says", "strength", "where", "ai", "details"}],
+     "notes", "declares_ai", "summary"}}
   "error" is null when the file was read. Animated images are judged on their first frame
   ("first_frame_only": true).
 
@@ -78,7 +86,9 @@ output:
   precision, recall, f1, roc_auc, eer, eer_threshold, threshold, tp, fp, tn, fn, n_real,
   n_fake, verdicts ({"real": {"real", "uncertain", "fake"}, "fake": {...}}: shares of each
   class), uncertain, decided_accuracy, ece, verdict_thresholds, model, by_source ({source: {"n",
-  "label", "accuracy", "mean_fake_probability", "verdicts"}}) and errors (a list of {"path", "error"}). Undefined values are null.
+  "label", "accuracy", "mean_fake_probability", "verdicts"}}), provenance ({"files_with_findings",
+  "declares_ai", "declares_ai_called_fake", "camera_origin", "camera_origin_called_real", "notes"}:
+  what the files state about their origin and whether the label agrees) and errors (a list of {"path", "error"}). Undefined values are null.
 
 exit status:
   0  the evaluation ran (unreadable files are reported, not fatal)
@@ -241,6 +251,7 @@ def run_predict(args: argparse.Namespace) -> int:
                 "faces": [],
                 "error": message,
                 "first_frame_only": False,
+                "provenance": None,
             }
         )
         if not args.json:
@@ -262,7 +273,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     files = labelled_images(args.data_dir, args.sources)
     detector = _load(args)
-    scored, no_face, errors = [], 0, []
+    scored, no_face, errors, stated = [], 0, [], []
     progress = _progress(len(files), "evaluate")
     for readable, failed in read_batches(files, args.batch_size):
         errors.extend({"path": str(item.path), "error": message} for item, message in failed)
@@ -270,6 +281,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         for (item, _), (score, found) in zip(readable, results):
             scored.append((score, item.label, item.source))
             no_face += not found
+            stated.append(read_provenance(item.path))
         progress.update(len(readable) + len(failed))
     progress.close()
     if not scored:
@@ -297,6 +309,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         **metrics,
         **judged,
         "verdict_thresholds": bands.to_dict(),
+        "provenance": provenance_agreement(stated, [s >= threshold for s in scores]),
         "model": detector.classifier.name,
         "by_source": by_source,
         "errors": errors,
@@ -308,6 +321,25 @@ def run_evaluate(args: argparse.Namespace) -> int:
     else:
         print(_evaluation_table(report))
     return EXIT_OK
+
+
+def provenance_agreement(stated: Sequence, called_fake: Sequence[bool]) -> dict:
+    """How many files stated something about their origin, and whether the classifier agreed: files
+    that declare an AI origin and were called fake, files with camera data and called real."""
+    declared = [fake for provenance, fake in zip(stated, called_fake) if provenance.declares_ai]
+    camera = [
+        fake
+        for provenance, fake in zip(stated, called_fake)
+        if not provenance.declares_ai and any(finding.ai is False for finding in provenance.findings)
+    ]
+    return {
+        "files_with_findings": sum(bool(provenance.findings) for provenance in stated),
+        "declares_ai": len(declared),
+        "declares_ai_called_fake": sum(declared),
+        "camera_origin": len(camera),
+        "camera_origin_called_real": len(camera) - sum(camera),
+        "notes": sum(bool(provenance.notes) for provenance in stated),
+    }
 
 
 def collect_images(paths: Iterable[str]) -> tuple[list[tuple[Path, Path]], list[tuple[str, str]]]:
@@ -387,10 +419,16 @@ def _describe(result) -> str:
     from .annotate import caption
 
     if not result.faces:
-        return f"{result.path}: no face found"
-    parts = [f"{caption(face)} at ({', '.join(f'{v:.0f}' for v in face.box)})" for face in result.faces]
-    count = f"{len(result.faces)} face{'s' if len(result.faces) != 1 else ''}"
-    return f"{result.path}: {count}: " + "; ".join(parts)
+        faces = "no face found"
+    else:
+        parts = [f"{caption(face)} at ({', '.join(f'{v:.0f}' for v in face.box)})" for face in result.faces]
+        faces = f"{len(result.faces)} face{'s' if len(result.faces) != 1 else ''}: " + "; ".join(parts)
+    provenance = result.provenance
+    if provenance is None or not (provenance.findings or provenance.notes):
+        return f"{result.path}: {faces}"
+    if provenance.declares_ai:  # a file that states an AI origin says so first
+        return f"{result.path}: file says: {provenance.summary()} | {faces}"
+    return f"{result.path}: {faces} | file says: {provenance.summary()}"
 
 
 def _evaluation_table(report: dict) -> str:
@@ -418,6 +456,7 @@ def _evaluation_table(report: dict) -> str:
         ("uncertain", fmt(report["uncertain"])),
         ("decided acc.", fmt(report["decided_accuracy"])),
         ("ECE", fmt(report["ece"])),
+        ("file says", _provenance_line(report["provenance"])),
     ]
     lines = [f"{name:<14} {value}" for name, value in rows]
     if len(report["by_source"]) > 2:
@@ -429,6 +468,16 @@ def _evaluation_table(report: dict) -> str:
         ]
     lines += [f"  {e['path']}: {e['error']}" for e in report["errors"]]
     return "\n".join(lines)
+
+
+def _provenance_line(counts: dict) -> str:
+    if not counts["files_with_findings"]:
+        return "no file states anything about its origin"
+    return (
+        f"{counts['files_with_findings']} files state something about their origin; "
+        f"{counts['declares_ai']} declare AI ({counts['declares_ai_called_fake']} of them called fake), "
+        f"{counts['camera_origin']} a camera ({counts['camera_origin_called_real']} of them called real)"
+    )
 
 
 def _shares(verdicts: dict) -> str:

@@ -15,6 +15,7 @@ from .classifier import FaceClassifier
 from .errors import ImageError, ModelError
 from .faces import Box, FaceDetector, crop_face, whole_frame
 from .images import ImageSource, load_image
+from .provenance import Provenance, read_provenance
 
 logger = logging.getLogger(__name__)
 
@@ -58,12 +59,16 @@ class ImageResult:
     faces: list[FaceVerdict] = field(default_factory=list)
     error: str | None = None
     first_frame_only: bool = False
+    provenance: Provenance | None = None
+    """What the file itself states about its origin (None where it was not read); never overrides
+    the faces' verdicts."""
     image: Image.Image | None = field(default=None, repr=False, compare=False)
     """The decoded RGB image, only where :meth:`Detector.predict_files` was asked to keep it."""
 
     def to_dict(self) -> dict:
         result = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "image"}
         result["faces"] = [face.to_dict() for face in self.faces]
+        result["provenance"] = self.provenance.to_dict() if self.provenance is not None else None
         return result
 
 
@@ -101,12 +106,18 @@ class Detector:
         return self._verdicts(loaded, self.faces.detect_batch(loaded), threshold)
 
     def predict_files(
-        self, paths: Iterable[str | os.PathLike], batch_size: int = FILE_BATCH, keep_images: bool = False
+        self,
+        paths: Iterable[str | os.PathLike],
+        batch_size: int = FILE_BATCH,
+        keep_images: bool = False,
+        provenance: bool = True,
     ) -> Iterator[ImageResult]:
         """One :class:`ImageResult` per path, in order; a file that fails does not stop the rest.
 
         ``keep_images`` leaves each decoded image on its result (``result.image``), e.g. to draw on it
         without decoding the file again; drop it when done, or every image stays in memory.
+        ``provenance`` also reads what each file states about its origin (``result.provenance``,
+        see :mod:`realfake.provenance`), from the file's own bytes.
         """
         pending: list[tuple[ImageResult, Image.Image]] = []
         for path in paths:
@@ -121,6 +132,8 @@ class Detector:
                 continue
             result.width, result.height = loaded.size
             result.first_frame_only = loaded.first_frame_only
+            if provenance:
+                result.provenance = read_provenance(path)
             if keep_images:
                 result.image = loaded.image
             pending.append((result, loaded.image))

@@ -72,7 +72,11 @@ def test_the_explain_endpoint_on_the_group_photo(client):
 
 
 def test_predict_on_a_real_photo(client):
-    annotated, table, sentence, results = client.predict(handle_file(str(REAL_FACES[0])), api_name="/predict")
+    annotated, table, sentence, results, says = client.predict(
+        handle_file(str(REAL_FACES[0])), api_name="/predict"
+    )
+    assert says == "No provenance data: most sites strip it, so its absence says nothing."
+    assert results["provenance"]["findings"] == [] and results["provenance"]["declares_ai"] is False
     assert results["width"] == 512 and results["height"] == 512
     [face] = results["faces"]
     x1, y1, x2, y2 = face["box"]
@@ -91,23 +95,44 @@ def test_predict_on_a_real_photo(client):
     assert alpha[round(y1) + 1, round((x1 + x2) / 2)] > 0  # its outline does not
 
 
+def test_the_file_says_panel_reads_the_uploaded_bytes(client, tmp_path):
+    from test_provenance import make_credentials, tagged_face_photos
+
+    photos = tagged_face_photos(tmp_path, make_credentials())
+    _, _, sentence, results, says = client.predict(handle_file(str(photos["c2pa.jpg"])), api_name="/predict")
+    # The upload's Content Credentials survived the trip: read from the bytes as they arrived.
+    [finding] = results["provenance"]["findings"]
+    assert finding["kind"] == "c2pa" and finding["strength"] == "signed"
+    assert says.startswith(finding["says"]) and "signer not on a trust list" in says
+    assert sentence.startswith(results["provenance"]["summary"]) and "1 face: " in sentence
+    assert len(results["faces"]) == 1 and results["faces"][0]["verdict"]  # the pixels are judged too
+    _, _, sentence, results, says = client.predict(handle_file(str(photos["a1111.png"])), api_name="/predict")
+    assert "AUTOMATIC1111" in says and sentence.startswith("The file")
+    _, _, sentence, results, says = client.predict(
+        handle_file(str(photos["iphone.heic"])), api_name="/predict"
+    )
+    assert len(results["faces"]) == 1 and "iPhone 13" in says and sentence.startswith("1 face: ")
+
+
 def test_predict_on_the_group_photo_and_threshold(client, tmp_path):
     group, regions = group_photo(REAL_FACES[:2] + FAKE_FACES[:2])
     group.save(tmp_path / "group.jpg", quality=95)
-    _, _, sentence, results = client.predict(handle_file(str(tmp_path / "group.jpg")), api_name="/predict")
+    _, _, sentence, results, _ = client.predict(handle_file(str(tmp_path / "group.jpg")), api_name="/predict")
     assert len(results["faces"]) == 4 and sentence.startswith("4 faces: ")
     for region in regions:
         assert sum(region[0] <= (f["box"][0] + f["box"][2]) / 2 <= region[2] for f in results["faces"]) == 1
-    _, _, _, everything_fake = client.predict(
+    _, _, _, everything_fake, _ = client.predict(
         handle_file(str(tmp_path / "group.jpg")), 0.0, api_name="/predict"
     )
     assert {face["label"] for face in everything_fake["faces"]} == {"fake"}
-    _, _, _, nothing_fake = client.predict(handle_file(str(tmp_path / "group.jpg")), 1.0, api_name="/predict")
+    _, _, _, nothing_fake, _ = client.predict(
+        handle_file(str(tmp_path / "group.jpg")), 1.0, api_name="/predict"
+    )
     assert {face["label"] for face in nothing_fake["faces"]} == {"real"}
 
 
 def test_a_photo_without_faces(client):
-    _, table, sentence, results = client.predict(
+    _, table, sentence, results, _ = client.predict(
         handle_file(str(REPO / "examples" / "no-face.jpg")), api_name="/predict"
     )
     assert (
@@ -122,7 +147,7 @@ def test_a_photo_without_faces(client):
     [
         (
             b"not an image at all\n",
-            "The file holds text, not an image; use JPEG, PNG, WebP, BMP, TIFF or GIF.",
+            "The file holds text, not an image; use JPEG, PNG, WebP, HEIC, AVIF, BMP, TIFF or GIF.",
         ),
         (REAL_FACES[0].read_bytes()[:3000], "The JPEG file is truncated or corrupt"),
     ],
@@ -200,13 +225,16 @@ def test_the_page_in_a_real_browser(three_verdicts_app):
         page = browser.new_page(viewport={"width": 1280, "height": 1100})
         page.goto(three_verdicts_app, wait_until="networkidle")
         page.locator("input[type=file]").first.set_input_files(str(REPO / "examples" / "group.jpg"))
-        verdict = page.get_by_label("Verdict")
+        verdict = page.get_by_label("Verdict", exact=True)
         page.wait_for_function(
             "() => [...document.querySelectorAll('textarea')].some(t => t.value.startsWith('4 faces'))",
             timeout=60000,
         )
         assert verdict.input_value() == (
             "4 faces: 1 looks generated (>99%), 1 looks real (98%), 2 are uncertain (98% fake, 97% fake)."
+        )
+        assert page.locator("#file-says textarea").input_value() == (
+            "No provenance data: most sites strip it, so its absence says nothing."
         )
         # The boxes' legend, as a person reads it: each caption in its verdict's colour.
         captions = page.locator("text=/^(real \\S+|fake \\S+|uncertain \\S+ fake)$/")

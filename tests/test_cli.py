@@ -21,17 +21,17 @@ from realfake.folders import in_share
 from realfake.images import load_image
 
 FACE_KEYS = {"box", "detection_score", "fake_probability", "label", "verdict"}
-RESULT_KEYS = {"path", "width", "height", "faces", "error", "first_frame_only"}
+RESULT_KEYS = {"path", "width", "height", "faces", "error", "first_frame_only", "provenance"}
 
 BAD_FILES = {
     "b-empty.jpg": (lambda p: p.write_bytes(b""), "The file is empty (0 bytes)."),
     "d-notes.jpg": (
         lambda p: p.write_text("just some notes\n"),
-        "The file holds text, not an image; use JPEG, PNG, WebP, BMP, TIFF or GIF.",
+        "The file holds text, not an image; use JPEG, PNG, WebP, HEIC, AVIF, BMP, TIFF or GIF.",
     ),
     "f-paper.jpg": (
         lambda p: Image.new("RGB", (50, 50)).save(p, "PDF"),
-        "The file is a PDF document, not an image; use JPEG, PNG, WebP, BMP, TIFF or GIF.",
+        "The file is a PDF document, not an image; use JPEG, PNG, WebP, HEIC, AVIF, BMP, TIFF or GIF.",
     ),
     "h-cut.jpg": (
         lambda p: p.write_bytes(REAL_FACES[0].read_bytes()[:4000]),
@@ -47,7 +47,7 @@ BAD_FILES = {
     ),
     "n-icon.jpg": (
         lambda p: Image.new("RGB", (32, 32)).save(p, "ICO"),
-        "ICO images are not supported; use JPEG, PNG, WebP, BMP, TIFF or GIF.",
+        "ICO images are not supported; use JPEG, PNG, WebP, HEIC, AVIF, BMP, TIFF or GIF.",
     ),
 }
 
@@ -196,7 +196,7 @@ def test_evaluate_matches_numbers_computed_independently(tiny_convnext, tmp_path
     assert report["errors"] == [
         {
             "path": str(data / "fake" / "broken.jpg"),
-            "error": "The file is a PDF document, not an image; use JPEG, PNG, WebP, BMP, TIFF or GIF.",
+            "error": "The file is a PDF document, not an image; use JPEG, PNG, WebP, HEIC, AVIF, BMP, TIFF or GIF.",
         }
     ]
     assert report["threshold"] == pytest.approx(threshold)
@@ -317,3 +317,54 @@ def test_predict_explain_with_a_model_it_cannot_explain(tmp_path):
         "explains its CLIP, ViT and ConvNeXt classifiers."
     )
     assert not (tmp_path / "out").exists()
+
+
+def test_what_each_file_says_is_in_the_json_beside_its_faces(tiny_convnext, tmp_path):
+    from test_provenance import make_credentials, tagged_face_photos
+
+    photos = tagged_face_photos(tmp_path / "photos", make_credentials())
+    done = run_cli("predict", str(tmp_path / "photos"), "--json", "--model", str(tiny_convnext))
+    assert done.returncode == 0, done.stderr
+    results = {Path(r["path"]).name: r for r in json.loads(done.stdout)}
+    assert sorted(results) == sorted(photos)  # .heic is found in the folder too
+    for name, result in results.items():
+        assert len(result["faces"]) == 1, name  # the face is judged whatever the file says
+    kinds = {name: [f["kind"] for f in r["provenance"]["findings"]] for name, r in results.items()}
+    assert kinds == {
+        "a1111.png": ["generator_metadata"],
+        "c2pa.jpg": ["c2pa"],
+        "camera.jpg": ["camera"],
+        "iphone.heic": ["camera"],
+        "stripped.jpg": [],
+    }
+    a1111 = results["a1111.png"]["provenance"]
+    assert a1111["declares_ai"] and "AUTOMATIC1111" in a1111["summary"]
+    assert a1111["findings"][0]["details"]["has_prompt"] is True
+    c2pa_finding = results["c2pa.jpg"]["provenance"]["findings"][0]
+    assert c2pa_finding["strength"] == "signed" and "Example Corp" in c2pa_finding["says"]
+    assert "trainedAlgorithmicMedia" in json.dumps(c2pa_finding["details"])
+    assert results["stripped.jpg"]["provenance"]["summary"].startswith("No provenance data")
+    assert results["iphone.heic"]["provenance"]["findings"][0]["details"]["model"] == "iPhone 13"
+
+    text = run_cli("predict", str(photos["a1111.png"]), "--model", str(tiny_convnext))
+    assert text.returncode == 0
+    assert text.stdout.split(": ", 2)[1] == "file says"  # a declared AI origin comes first
+
+    data = tmp_path / "data"
+    (data / "real").mkdir(parents=True)
+    (data / "fake").mkdir()
+    shutil.copy(photos["camera.jpg"], data / "real")
+    shutil.copy(photos["stripped.jpg"], data / "real")
+    for name in ("a1111.png", "c2pa.jpg"):
+        shutil.copy(photos[name], data / "fake")
+    done = run_cli("evaluate", str(data), "--json", "--model", str(tiny_convnext), "--threshold", "0.0")
+    assert done.returncode == 0, done.stderr
+    counts = json.loads(done.stdout)["provenance"]
+    assert counts == {
+        "files_with_findings": 3,
+        "declares_ai": 2,
+        "declares_ai_called_fake": 2,  # at threshold 0 everything is called fake
+        "camera_origin": 1,
+        "camera_origin_called_real": 0,
+        "notes": 0,
+    }
