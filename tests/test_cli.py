@@ -334,6 +334,7 @@ def test_what_each_file_says_is_in_the_json_beside_its_faces(tiny_convnext, tmp_
         "a1111.png": ["generator_metadata"],
         "c2pa.jpg": ["c2pa"],
         "camera.jpg": ["camera"],
+        "xmp.jpg": ["digital_source_type"],
         "iphone.heic": ["camera"],
         "stripped.jpg": [],
     }
@@ -345,6 +346,10 @@ def test_what_each_file_says_is_in_the_json_beside_its_faces(tiny_convnext, tmp_
     assert "trainedAlgorithmicMedia" in json.dumps(c2pa_finding["details"])
     assert results["stripped.jpg"]["provenance"]["summary"].startswith("No provenance data")
     assert results["iphone.heic"]["provenance"]["findings"][0]["details"]["model"] == "iPhone 13"
+    assert (
+        results["xmp.jpg"]["provenance"]["declares_ai"]
+        and results["xmp.jpg"]["provenance"]["findings"][0]["strength"] == "claim"
+    )
 
     text = run_cli("predict", str(photos["a1111.png"]), "--model", str(tiny_convnext))
     assert text.returncode == 0

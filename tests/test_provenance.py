@@ -177,7 +177,7 @@ def signed_jpeg(credentials) -> bytes:
 
 def tagged_face_photos(folder: Path, credentials: dict) -> dict[str, Path]:
     """A real face photo saved with each kind of statement about its origin, and once stripped:
-    {"a1111.png", "c2pa.jpg", "camera.jpg", "iphone.heic", "stripped.jpg"} -> path."""
+    {"a1111.png", "c2pa.jpg", "camera.jpg", "xmp.jpg", "iphone.heic", "stripped.jpg"} -> path."""
     import pillow_heif  # noqa: F401  (registered by realfake.images; HEIC files are written through Pillow)
 
     face = Image.open(REAL_FACES[0]).convert("RGB").resize((384, 384))
@@ -187,6 +187,7 @@ def tagged_face_photos(folder: Path, credentials: dict) -> dict[str, Path]:
         "a1111.png": encode(face, "PNG", pnginfo=info),
         "c2pa.jpg": c2pa_sign(encode(face, "JPEG", quality=92), "image/jpeg", credentials),
         "camera.jpg": encode(face, "JPEG", quality=92, exif=camera_exif()),
+        "xmp.jpg": encode(face, "JPEG", quality=92, xmp=xmp_packet()),
         "iphone.heic": encode(face, "HEIF", exif=camera_exif().tobytes()),
     }
     files["stripped.jpg"] = resave(files["c2pa.jpg"])
@@ -459,3 +460,14 @@ def test_strongest_ai_prefers_the_stronger_finding():
         "declares_ai": False,
         "summary": "No provenance data: most sites strip it, so its absence says nothing.",
     }
+
+
+def test_predict_files_carries_what_each_file_says(detector, tmp_path, credentials):
+    photos = tagged_face_photos(tmp_path, credentials)
+    results = {Path(result.path).name: result for result in detector.predict_files(sorted(photos.values()))}
+    assert results["a1111.png"].provenance.declares_ai and len(results["a1111.png"].faces) == 1
+    assert results["c2pa.jpg"].provenance.strongest_ai.kind == "c2pa"
+    assert results["stripped.jpg"].provenance.findings == () and len(results["stripped.jpg"].faces) == 1
+    assert results["c2pa.jpg"].to_dict()["provenance"] == results["c2pa.jpg"].provenance.to_dict()
+    [unread] = detector.predict_files([photos["c2pa.jpg"]], provenance=False)
+    assert unread.provenance is None and unread.to_dict()["provenance"] is None
