@@ -108,6 +108,10 @@ def test_the_file_says_panel_reads_the_uploaded_bytes(client, tmp_path):
     assert len(results["faces"]) == 1 and results["faces"][0]["verdict"]  # the pixels are judged too
     _, _, sentence, results, says = client.predict(handle_file(str(photos["a1111.png"])), api_name="/predict")
     assert "AUTOMATIC1111" in says and sentence.startswith("The file")
+    _, _, sentence, _, says = client.predict(handle_file(str(photos["xmp.jpg"])), api_name="/predict")
+    assert "generative AI" in says and "unsigned statement" in says and sentence.startswith("The file")
+    _, _, sentence, _, says = client.predict(handle_file(str(photos["camera.jpg"])), api_name="/predict")
+    assert "Apple iPhone 13" in says and "weak sign" in says and sentence.startswith("1 face: ")
     _, _, sentence, results, says = client.predict(
         handle_file(str(photos["iphone.heic"])), api_name="/predict"
     )

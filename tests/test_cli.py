@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import FAKE_FACES, FIXTURES, NO_FACE, REAL_FACES, group_photo, run_cli
-from PIL import Image
+from PIL import Image, PngImagePlugin
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
 
 import realfake
@@ -373,3 +373,18 @@ def test_what_each_file_says_is_in_the_json_beside_its_faces(tiny_convnext, tmp_
         "camera_origin_called_real": 0,
         "notes": 0,
     }
+
+
+def test_broken_metadata_is_a_note_and_the_faces_are_still_judged(tiny_convnext, tmp_path):
+    from test_provenance import A1111, encode, xmp_packet
+
+    face = Image.open(REAL_FACES[0]).convert("RGB").resize((384, 384))
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", A1111 + "x" * 5_000_000)  # a 5 MB text chunk
+    (tmp_path / "huge-chunk.png").write_bytes(encode(face, "PNG", pnginfo=info))
+    (tmp_path / "broken-xmp.jpg").write_bytes(encode(face, "JPEG", xmp=xmp_packet()[:150]))
+    done = run_cli("predict", str(tmp_path), "--json", "--model", str(tiny_convnext))
+    assert done.returncode == 0 and "Traceback" not in done.stderr
+    for result in json.loads(done.stdout):
+        assert result["error"] is None and len(result["faces"]) == 1
+        assert result["provenance"]["findings"] == [] and len(result["provenance"]["notes"]) == 1
