@@ -3,7 +3,8 @@
 >>> import realfake
 >>> detector = realfake.load_detector()            # or a Hub id / model folder
 >>> for face in detector.predict("photo.jpg"):
-...     print(face.box, face.fake_probability, face.label)
+...     print(face.box, face.fake_probability, face.verdict)
+>>> realfake.read_provenance("photo.jpg").summary()  # what the file says about its origin
 """
 
 import importlib
@@ -24,6 +25,9 @@ _LAZY = {
     "FaceVerdict": "pipeline",
     "ImageResult": "pipeline",
     "load_detector": "pipeline",
+    "Finding": "provenance",
+    "Provenance": "provenance",
+    "read_provenance": "provenance",
 }
 
 if TYPE_CHECKING:
@@ -31,6 +35,7 @@ if TYPE_CHECKING:
     from .faces import Face, FaceDetector, crop_face
     from .images import LoadedImage, load_image
     from .pipeline import Detector, FaceVerdict, ImageResult, load_detector
+    from .provenance import Finding, Provenance, read_provenance
 
 __all__ = [
     "Detector",
@@ -38,14 +43,17 @@ __all__ = [
     "FaceClassifier",
     "FaceDetector",
     "FaceVerdict",
+    "Finding",
     "ImageError",
     "ImageResult",
     "LoadedImage",
     "ModelError",
+    "Provenance",
     "RealfakeError",
     "crop_face",
     "load_detector",
     "load_image",
+    "read_provenance",
 ]
 
 
