@@ -94,7 +94,7 @@ def replace_section(card: Path, heading: str, body: str) -> None:
     if f"\n{heading}\n" in text:
         before, _, rest = text.partition(f"\n{heading}\n")
         after = rest.split("\n## ", 1)
-        tail = f"\n\n## {after[1]}" if len(after) > 1 else ""
+        tail = f"\n## {after[1]}" if len(after) > 1 else ""
         text = f"{before.rstrip()}\n\n{section}{tail}"
     elif heading != PROTOCOL_HEADING and f"\n{PROTOCOL_HEADING}\n" in text:
         before, _, rest = text.partition(f"\n{PROTOCOL_HEADING}\n")
