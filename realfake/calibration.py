@@ -98,6 +98,11 @@ class VerdictThresholds:
             p >= self.fake_at_least, "fake", np.where(p <= self.real_at_most, "real", "uncertain")
         )
 
+    def shares(self, probabilities) -> dict[str, float | None]:
+        """The share of these faces given each verdict (None for each where there are none)."""
+        verdicts = self.verdicts(probabilities)
+        return {v: (float(np.mean(verdicts == v)) if len(verdicts) else None) for v in VERDICTS}
+
     def to_dict(self) -> dict:
         return asdict(self)  # exact: a rounded threshold could let one more face past its rule
 
@@ -183,11 +188,11 @@ def verdict_report(labels, probabilities, thresholds: VerdictThresholds) -> dict
     of all faces left uncertain; the accuracy on the faces that got a verdict of real or fake; and
     the expected calibration error of ``probabilities``. Shares of an absent class are None."""
     labels = np.asarray(labels, dtype=int)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
     verdicts = thresholds.verdicts(probabilities)
-    shares = {}
-    for value, name in ((0, "real"), (1, "fake")):
-        judged = verdicts[labels == value]
-        shares[name] = {v: (float(np.mean(judged == v)) if len(judged) else None) for v in VERDICTS}
+    shares = {
+        name: thresholds.shares(probabilities[labels == value]) for value, name in ((0, "real"), (1, "fake"))
+    }
     decided = verdicts != "uncertain"
     right = (verdicts == "fake") == (labels == 1)
     return {

@@ -11,7 +11,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -176,10 +176,14 @@ def zoom_in(crop: Image.Image, zoom: float) -> Image.Image:
     return crop.crop((margin_x, margin_y, crop.width - margin_x, crop.height - margin_y))
 
 
+def size_lookup(size) -> Callable[[str], int | None]:
+    """``key -> value`` for an image processor's size (a dict, or a SizeDict in transformers 5)."""
+    return size.get if isinstance(size, dict) else lambda key: getattr(size, key, None)
+
+
 def processor_input_size(processor, default: int = 224) -> int:
     """The side, in pixels, of the images an image processor produces."""
-    size = processor.size
-    get = size.get if isinstance(size, dict) else lambda key: getattr(size, key, None)
+    get = size_lookup(processor.size)
     for key in ("height", "shortest_edge", "longest_edge"):
         if get(key):
             return int(get(key))

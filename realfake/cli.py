@@ -35,9 +35,10 @@ PATH is an image file or a folder; folders are searched recursively for .jpg, .j
 .webp, .heic, .heif (iPhone photos), .avif, .bmp, .tif, .tiff and .gif files. Files named on the
 command line are read whatever their extension. Each face gets its box (x1, y1, x2, y2 in pixels
 of the upright image), the face detector's confidence, the calibrated probability that it is
-generated (fake_probability, 0 to 1), a verdict: "fake" or "real" where the model is sure enough by the two thresholds stored with
-it (chosen so that at most 1% of held-out real faces are called fake and at most 1% of held-out
-fakes real), else "uncertain"; and a binary label at the decision threshold, for compatibility.
+generated (fake_probability, 0 to 1), a verdict: "fake" or "real" where the model is sure enough
+by the two thresholds stored with it (chosen so that at most 1% of held-out real faces are called
+fake and at most 1% of held-out fakes real), else "uncertain"; and a binary label at the decision
+threshold, for compatibility.
 With --explain, a heatmap per face shows which parts of its crop pushed the score towards fake.
 
 What each file states about its own origin is read too, from its bytes: signed Content
@@ -88,7 +89,8 @@ output:
   class), uncertain, decided_accuracy, ece, verdict_thresholds, model, by_source ({source: {"n",
   "label", "accuracy", "mean_fake_probability", "verdicts"}}), provenance ({"files_with_findings",
   "declares_ai", "declares_ai_called_fake", "camera_origin", "camera_origin_called_real", "notes"}:
-  what the files state about their origin and whether the label agrees) and errors (a list of {"path", "error"}). Undefined values are null.
+  what the files state about their origin and whether the label agrees) and errors (a list of
+  {"path", "error"}). Undefined values are null.
 
 exit status:
   0  the evaluation ran (unreadable files are reported, not fatal)
@@ -266,9 +268,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from .calibration import VERDICTS, verdict_report
+    from .calibration import verdict_report
     from .metrics import RealFakeMetrics
 
     files = labelled_images(args.data_dir, args.sources)
@@ -294,13 +294,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
     by_source = {}
     for source in sorted(set(sources)):
         rows = [(s, y) for s, y, src in scored if src == source]
-        verdicts = bands.verdicts([s for s, _ in rows])
         by_source[source] = {
             "n": len(rows),
             "label": "fake" if rows[0][1] else "real",
             "accuracy": sum((s >= threshold) == bool(y) for s, y in rows) / len(rows),
             "mean_fake_probability": sum(s for s, _ in rows) / len(rows),
-            "verdicts": {v: float(np.mean(verdicts == v)) for v in VERDICTS},
+            "verdicts": bands.shares([s for s, _ in rows]),
         }
     report = {
         "n_images": len(scores),

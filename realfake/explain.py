@@ -15,9 +15,8 @@ processor cuts away (a centre crop): they never reached the model.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import partial
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -28,11 +27,9 @@ from pytorch_grad_cam.utils.image import show_cam_on_image
 from torch import nn
 from transformers import ConvNextForImageClassification, ViTForImageClassification
 
+from .classifier import FaceClassifier, size_lookup
 from .clip import RealfakeClipForImageClassification
 from .errors import ModelError
-
-if TYPE_CHECKING:
-    from .classifier import FaceClassifier
 
 logger = logging.getLogger(__name__)
 
@@ -181,7 +178,7 @@ def _shown_box(processor, width: int, height: int, out_width: int, out_height: i
     """The part of a width x height crop that the processor's output shows, as (left, top, right,
     bottom) in crop pixels: all of it after a plain resize, less after a centre crop (more, padded,
     where the centre crop is larger than the resized image)."""
-    size = _get(processor.size)
+    size = size_lookup(processor.size)
     resized, cropped = (width, height), None
     if getattr(processor, "do_resize", True):
         pct, short = getattr(processor, "crop_pct", None), size("shortest_edge")
@@ -195,7 +192,7 @@ def _shown_box(processor, width: int, height: int, out_width: int, out_height: i
         elif short and not size("longest_edge"):
             resized = _keep_aspect(width, height, short)
     if getattr(processor, "do_center_crop", False):
-        crop_size = _get(processor.crop_size)
+        crop_size = size_lookup(processor.crop_size)
         cropped = (crop_size("width"), crop_size("height"))
     shown = cropped or resized
     if shown != (out_width, out_height):
@@ -217,10 +214,6 @@ def _keep_aspect(width: int, height: int, short: int) -> tuple[int, int]:
     if width <= height:
         return short, int(short * height / width)
     return int(short * width / height), short
-
-
-def _get(size) -> Callable[[str], int | None]:
-    return size.get if isinstance(size, dict) else lambda key: getattr(size, key, None)
 
 
 def _to_crop(cam: np.ndarray, box: Box, width: int, height: int) -> np.ndarray:

@@ -70,8 +70,8 @@ _KNOWN_NON_IMAGES = {
     b"<?xml": "an XML file (perhaps SVG)",
 }
 # Major brands of the ISO media file's "ftyp" box (bytes 8 to 12) of HEIF and of AVIF images.
-_HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1")
-_AVIF_BRANDS = (b"avif", b"avis")
+HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1")
+AVIF_BRANDS = (b"avif", b"avis")
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,7 @@ def _open_encoded(handle: BinaryIO, size: int | None) -> LoadedImage:
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise ImageError(_too_many_pixels()) from None
         except (OSError, ValueError, SyntaxError) as error:
-            raise ImageError(f"The image header is corrupt ({_reason(error)}).") from None
+            raise ImageError(f"The image header is corrupt ({error_reason(error)}).") from None
         _check_pixels(image.size)
         # A HEIF file's other images (bursts, depth maps) are no animation: its primary one is used.
         n_frames = 1 if image.format == "HEIF" else getattr(image, "n_frames", 1)
@@ -153,7 +153,9 @@ def _open_encoded(handle: BinaryIO, size: int | None) -> LoadedImage:
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise ImageError(_too_many_pixels()) from None
         except (OSError, ValueError, SyntaxError, EOFError, RuntimeError) as error:  # libheif: RuntimeError
-            raise ImageError(f"The {image.format} file is truncated or corrupt ({_reason(error)}).") from None
+            raise ImageError(
+                f"The {image.format} file is truncated or corrupt ({error_reason(error)})."
+            ) from None
     return _finish(image, fmt=image.format, n_frames=n_frames)
 
 
@@ -242,12 +244,12 @@ def _not_an_image(handle: BinaryIO, head: bytes) -> str:
         if head.startswith(magic) or head.lstrip().startswith(magic):
             return f"The file is {what}, not an image; {supported}."
     brand = head[8:12] if head[4:8] == b"ftyp" else None
-    if brand in _HEIF_BRANDS and not HAS_HEIF:
+    if brand in HEIF_BRANDS and not HAS_HEIF:
         return "The file is a HEIC photo, which needs pillow-heif: run pip install pillow-heif, or save it as JPEG."
-    if brand in _AVIF_BRANDS and not HAS_AVIF:
+    if brand in AVIF_BRANDS and not HAS_AVIF:
         return "The file is an AVIF image, which this Pillow cannot decode: install Pillow 11.3 or later."
-    if brand in _HEIF_BRANDS + _AVIF_BRANDS:
-        what = "an AVIF image" if brand in _AVIF_BRANDS else "a HEIC photo"
+    if brand in HEIF_BRANDS + AVIF_BRANDS:
+        what = "an AVIF image" if brand in AVIF_BRANDS else "a HEIC photo"
         return f"The file looks like {what} but cannot be decoded; it may be truncated or corrupt."
     other = _identify(handle)
     if other:
@@ -272,6 +274,7 @@ def _looks_like_text(head: bytes) -> bool:
     return len(text) >= len(head) // 2 and all(ch.isprintable() or ch in "\t\r\n" for ch in text)
 
 
-def _reason(error: BaseException) -> str:
+def error_reason(error: BaseException) -> str:
+    """The first line of an exception's message, without its final full stop."""
     text = str(error).strip().rstrip(".") or type(error).__name__
     return text.splitlines()[0]

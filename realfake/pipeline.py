@@ -158,8 +158,7 @@ class Detector:
 
         loaded = load_image(image).image
         faces = self.predict(loaded) if faces is None else faces
-        size, margin = self.classifier.crop_size, self.classifier.crop_margin
-        crops = [crop_face(loaded, face.box, size, margin) for face in faces]
+        crops = self._crops([loaded] * len(faces), [face.box for face in faces])
         return list(zip(crops, heatmaps(self.classifier, crops)))
 
     def score_image(self, image: Image.Image) -> tuple[float, bool]:
@@ -217,9 +216,12 @@ class Detector:
         return verdicts
 
     def _classify(self, images: Sequence[Image.Image], boxes: Sequence[Box]) -> np.ndarray:
+        return self.classifier.fake_probabilities(self._crops(images, boxes))
+
+    def _crops(self, images: Sequence[Image.Image], boxes: Sequence[Box]) -> list[Image.Image]:
+        """Each box's crop from its image, cut as the classifier was trained on."""
         size, margin = self.classifier.crop_size, self.classifier.crop_margin
-        crops = [crop_face(image, box, size, margin) for image, box in zip(images, boxes)]
-        return self.classifier.fake_probabilities(crops)
+        return [crop_face(image, box, size, margin) for image, box in zip(images, boxes)]
 
 
 def load_detector(

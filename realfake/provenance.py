@@ -38,7 +38,7 @@ from typing import Any
 
 from PIL import ExifTags, Image, PngImagePlugin, UnidentifiedImageError
 
-from .images import MAX_FILE_BYTES
+from .images import AVIF_BRANDS, HEIF_BRANDS, MAX_FILE_BYTES, error_reason
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +73,6 @@ _MAGIC = (
     (0, b"MM\x00*", "image/tiff"),
     (0, b"GIF8", "image/gif"),
 )
-_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"}
-_AVIF_BRANDS = {b"avif", b"avis"}
 
 # IPTC digital source types (http://cv.iptc.org/newscodes/digitalsourcetype/): what each says, to
 # follow "it was ...", and whether it states AI generation (True), a capture (False) or neither (None).
@@ -347,9 +345,9 @@ def _sniff_mime(data: bytes) -> str | None:
             return mime
     if data[4:8] == b"ftyp":
         brand = data[8:12]
-        if brand in _HEIF_BRANDS:
+        if brand in HEIF_BRANDS:
             return "image/heic"
-        if brand in _AVIF_BRANDS:
+        if brand in AVIF_BRANDS:
             return "image/avif"
     return None
 
@@ -1007,5 +1005,4 @@ def _clip(value: Any, limit: int = MAX_DETAIL_CHARS) -> Any:
 
 
 def _reason(error: BaseException) -> str:
-    text = str(error).strip().rstrip(".") or type(error).__name__
-    return _clip(text.splitlines()[0], 200)
+    return _clip(error_reason(error), 200)

@@ -39,6 +39,7 @@ from realfake.calibration import (  # noqa: E402
     VERDICTS_KEY,
     Calibration,
     choose_verdict_thresholds,
+    expected_calibration_error,
     fit_calibration,
     verdict_report,
 )
@@ -91,7 +92,7 @@ def report_rows(rows: list[dict], bands) -> dict:
     """verdict_report for these rows, plus their count and the ECE of the raw scores."""
     labels = [row["y"] for row in rows]
     report = verdict_report(labels, [row["p"] for row in rows], bands)
-    report["ece_raw"] = verdict_report(labels, [row["raw"] for row in rows], bands)["ece"]
+    report["ece_raw"] = expected_calibration_error(labels, [row["raw"] for row in rows])
     report["n"] = len(rows)
     return report
 
@@ -186,7 +187,8 @@ def save_figures(run_dir: Path, figures: dict) -> None:
             path.write_text(json.dumps(results, indent=4, sort_keys=True) + "\n")
 
 
-def _pct(value) -> str:
+def share_text(value) -> str:
+    """A share as a percentage with one decimal, or "n/a"."""
     return "n/a" if value is None else f"{value:.1%}"
 
 
@@ -221,8 +223,8 @@ def card_section(figures: dict, share: float, exclude: Sequence[str], tested: bo
         for name, r in rows:
             lines.append(
                 f"| {name} | {r['n']} | {r['ece_raw']:.3f} | {r['ece']:.3f} | "
-                f"{_pct(r['verdicts']['real']['fake'])} | {_pct(r['verdicts']['fake']['real'])} | "
-                f"{_pct(r['uncertain'])} | {_pct(r['decided_accuracy'])} |"
+                f"{share_text(r['verdicts']['real']['fake'])} | {share_text(r['verdicts']['fake']['real'])} | "
+                f"{share_text(r['uncertain'])} | {share_text(r['decided_accuracy'])} |"
             )
         lines += ["", f"![Reliability diagram]({RELIABILITY_FILE})"]
     lines += [

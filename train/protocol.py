@@ -28,7 +28,7 @@ from sklearn.metrics import roc_auc_score
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from train import train  # noqa: E402
-from train.calibrate import FIGURES_FILE, calibrate_run  # noqa: E402
+from train.calibrate import FIGURES_FILE, calibrate_run, share_text  # noqa: E402
 from train.card import PROTOCOL_HEADING, replace_section  # noqa: E402
 from train.families import FAMILIES, STYLEGAN2, WILD  # noqa: E402
 
@@ -170,8 +170,8 @@ def format_verdicts(results: dict) -> str:
             return f"| {name} | n/a | n/a | n/a | n/a | n/a |"
         judged = figures["verdicts"]
         return (
-            f"| {name} | {figures['n']} | {figures['ece']:.3f} | {_share(judged['real']['fake'])} | "
-            f"{_share(judged['fake']['real'])} | {_share(figures['uncertain'])} |"
+            f"| {name} | {figures['n']} | {figures['ece']:.3f} | {share_text(judged['real']['fake'])} | "
+            f"{share_text(judged['fake']['real'])} | {share_text(figures['uncertain'])} |"
         )
 
     lines = [
@@ -186,10 +186,6 @@ def format_verdicts(results: dict) -> str:
         lines.append(row("final model, all test faces", final["verdicts_all"]))
         lines += [row(f"final model, {family}", figures) for family, figures in final["verdicts"].items()]
     return "\n".join(lines)
-
-
-def _share(value) -> str:
-    return "n/a" if value is None else f"{value:.1%}"
 
 
 def main(argv: list[str] | None = None) -> dict:
