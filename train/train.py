@@ -80,6 +80,8 @@ from train.prepare import INFO_FILE  # noqa: E402
 logger = logging.getLogger("train")
 
 TOKENS_VERSION = 1  # bump when the cached CLIP class tokens change meaning, to invalidate every cache
+# aug_* settings added after caches were built: left out of augment_key at 0.0, so those caches still match
+LATER_AUG_SETTINGS = ("aug_upload_p",)
 SCRATCH_BUILDERS = {"convnext": convnext_from_scratch, "vit": vit_from_scratch}
 MODEL_FILES = (
     "config.json",
@@ -247,6 +249,13 @@ class DataArguments:
     aug_rescale_p: float = field(default=0.3, metadata={"help": "Probability of down-and-up scaling."})
     aug_rescale_min: float = field(default=0.35, metadata={"help": "Smallest down-scaling factor."})
     aug_blur_p: float = field(default=0.2, metadata={"help": "Probability of a slight Gaussian blur."})
+    aug_upload_p: float = field(
+        default=0.0,
+        metadata={
+            "help": "Probability of one user-photo look (phone sharpening or noise reduction, HDR tone "
+            "curve, skin smoothing, background blur, screenshot), for both classes."
+        },
+    )
 
     def __post_init__(self) -> None:
         if (self.dataset_dir is None) == (self.dataset_name is None):
@@ -505,12 +514,19 @@ def training_augmentation(processor, data_args: DataArguments):
         rescale_p=data_args.aug_rescale_p,
         rescale_min=data_args.aug_rescale_min,
         blur_p=data_args.aug_blur_p,
+        upload_p=data_args.aug_upload_p,
     )
 
 
 def augment_key(data_args: DataArguments) -> str:
     """The augmentation settings as text, part of the cached class tokens' fingerprint."""
-    return json.dumps({k: v for k, v in vars(data_args).items() if k.startswith("aug_")})
+    return json.dumps(
+        {
+            k: v
+            for k, v in vars(data_args).items()
+            if k.startswith("aug_") and not (k in LATER_AUG_SETTINGS and v == 0.0)
+        }
+    )
 
 
 def uses_cached_tokens(model) -> bool:
