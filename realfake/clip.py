@@ -1,9 +1,11 @@
-"""A real/fake classifier on CLIP's image tower: a linear head on the class tokens of chosen blocks.
+"""A real/fake classifier on CLIP's image tower: a linear head on the tokens of chosen blocks.
 
 The head reads the class token after each block named in ``feature_layers`` (1-12 for ViT-B/16,
-each through CLIP's final layer norm) and, with ``use_projection``, CLIP's projected image
+each through CLIP's final layer norm), the mean of the patch tokens after each block named in
+``pooled_layers`` (through the same norm) and, with ``use_projection``, CLIP's projected image
 embedding, concatenated: the projection alone is UnivFD (Ojha et al., CVPR 2023); intermediate
-blocks' tokens are what RINE (Koutlis and Papadopoulos, ECCV 2024) found to carry generator traces.
+blocks' class tokens are what RINE (Koutlis and Papadopoulos, ECCV 2024) found to carry generator
+traces, and their pooled patch tokens keep local evidence that the class token may leave out.
 What is trained is set by ``tune``: ``head`` (backbone frozen), ``layernorm`` (the head and every
 layer norm), ``lora`` (the head and a ``peft`` LoRA adapter on the attention projections) or ``full``.
 
@@ -57,6 +59,7 @@ class RealfakeClipConfig(PretrainedConfig):
         tune: str = "head",
         lora: dict | None = None,
         bf16_inference: bool = True,
+        pooled_layers: Sequence[int] = (),
         **kwargs,
     ) -> None:
         if isinstance(vision_config, dict):
@@ -64,6 +67,7 @@ class RealfakeClipConfig(PretrainedConfig):
         self.vision_config = vision_config or CLIPVisionConfig()
         self.base_model = base_model
         self.feature_layers = [int(layer) for layer in feature_layers]
+        self.pooled_layers = [int(layer) for layer in pooled_layers]
         self.use_projection = bool(use_projection)
         if tune not in TUNE_MODES:
             raise ValueError(f"tune must be one of {', '.join(TUNE_MODES)}, not {tune!r}.")
@@ -71,17 +75,18 @@ class RealfakeClipConfig(PretrainedConfig):
         self.lora = {**LORA_DEFAULTS, **(lora or {})} if tune == "lora" else None
         self.bf16_inference = bool(bf16_inference)
         layers = self.vision_config.num_hidden_layers
-        bad = [layer for layer in self.feature_layers if not 1 <= layer <= layers]
-        if bad:
-            raise ValueError(f"feature_layers must be blocks 1-{layers}; got {bad}.")
-        if not self.feature_layers and not self.use_projection:
-            raise ValueError("The head needs feature_layers, use_projection, or both.")
+        for name in ("feature_layers", "pooled_layers"):
+            bad = [layer for layer in getattr(self, name) if not 1 <= layer <= layers]
+            if bad:
+                raise ValueError(f"{name} must be blocks 1-{layers}; got {bad}.")
+        if not self.feature_layers and not self.pooled_layers and not self.use_projection:
+            raise ValueError("The head needs feature_layers, pooled_layers, use_projection, or some of them.")
         kwargs.setdefault("image_size", self.vision_config.image_size)
         super().__init__(**kwargs)
 
 
 class RealfakeClipForImageClassification(PreTrainedModel):
-    """CLIP's image tower and a linear real/fake head on its class tokens (see the module docstring)."""
+    """CLIP's image tower and a linear real/fake head on its tokens (see the module docstring)."""
 
     config_class = RealfakeClipConfig
     main_input_name = "pixel_values"
@@ -108,7 +113,8 @@ class RealfakeClipForImageClassification(PreTrainedModel):
     def feature_size(self) -> int:
         vision = self.config.vision_config
         projection = vision.projection_dim if self.config.use_projection else 0
-        return vision.hidden_size * len(self.config.feature_layers) + projection
+        blocks = len(self.config.feature_layers) + len(self.config.pooled_layers)
+        return vision.hidden_size * blocks + projection
 
     def _init_weights(self, module: nn.Module) -> None:
         if module is getattr(self, "classifier", None):
@@ -129,8 +135,11 @@ class RealfakeClipForImageClassification(PreTrainedModel):
         for name, parameter in self.named_parameters():
             parameter.requires_grad = self.is_trained_key(name)
 
-    def class_tokens(self, pixel_values: torch.Tensor, bf16: bool = False) -> torch.Tensor:
-        """The class token after every block, through the final layer norm: (batch, layers, hidden).
+    def block_tokens(
+        self, pixel_values: torch.Tensor, bf16: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The class token after every block and the mean of its patch tokens, each through the
+        final layer norm: two (batch, layers, hidden) tensors, from one forward pass.
 
         ``bf16`` runs the backbone in bfloat16 autocast on the CPU, which realfake asks for where
         :func:`fast_bf16` says so: about twice as fast as float32 there, the same features to 1e-3.
@@ -139,12 +148,24 @@ class RealfakeClipForImageClassification(PreTrainedModel):
             vision = self.backbone.vision_model
             hidden = vision(pixel_values=pixel_values, output_hidden_states=True).hidden_states
             tokens = torch.stack([state[:, 0] for state in hidden[1:]], dim=1)
-            return vision.post_layernorm(tokens).float()
+            patches = torch.stack([state[:, 1:].mean(1) for state in hidden[1:]], dim=1)
+            return vision.post_layernorm(tokens).float(), vision.post_layernorm(patches).float()
 
-    def head_features(self, class_tokens: torch.Tensor) -> torch.Tensor:
-        """The head's input from :meth:`class_tokens` (or the same tokens cached by train/train.py)."""
-        class_tokens = class_tokens.to(self.classifier.weight.dtype)
+    def class_tokens(self, pixel_values: torch.Tensor, bf16: bool = False) -> torch.Tensor:
+        """The class token after every block, through the final layer norm: (batch, layers, hidden)."""
+        return self.block_tokens(pixel_values, bf16=bf16)[0]
+
+    def head_features(
+        self, class_tokens: torch.Tensor, patch_means: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The head's input from :meth:`block_tokens` (or the same tokens cached by train/train.py)."""
+        dtype = self.classifier.weight.dtype
+        class_tokens = class_tokens.to(dtype)
         parts = [class_tokens[:, layer - 1] for layer in self.config.feature_layers]
+        if self.config.pooled_layers:
+            if patch_means is None:
+                raise ValueError("This head reads pooled patch tokens: pass patch_means with class_tokens.")
+            parts += [patch_means.to(dtype)[:, layer - 1] for layer in self.config.pooled_layers]
         if self.config.use_projection:
             parts.append(self.backbone.visual_projection(class_tokens[:, -1]))
         return torch.cat(parts, dim=-1)
@@ -154,14 +175,15 @@ class RealfakeClipForImageClassification(PreTrainedModel):
         pixel_values: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         class_tokens: torch.Tensor | None = None,
+        patch_means: torch.Tensor | None = None,
         bf16: bool = False,
         **kwargs,
     ) -> ImageClassifierOutput:
-        """Logits from pixels, or from cached ``class_tokens`` (training a frozen backbone's head);
-        ``bf16``: see :meth:`class_tokens`."""
+        """Logits from pixels, or from cached ``class_tokens`` and ``patch_means`` (training a frozen
+        backbone's head); ``bf16``: see :meth:`block_tokens`."""
         if class_tokens is None:
-            class_tokens = self.class_tokens(pixel_values, bf16=bf16)
-        features = self.head_features(class_tokens)
+            class_tokens, patch_means = self.block_tokens(pixel_values, bf16=bf16)
+        features = self.head_features(class_tokens, patch_means)
         if self.training and len(features) == 1:  # a batch of one has no variance to standardise by
             self.head_norm.eval()
             features = self.head_norm(features)
@@ -193,6 +215,7 @@ class RealfakeClipForImageClassification(PreTrainedModel):
         use_projection: bool = True,
         tune: str = "head",
         lora: dict | None = None,
+        pooled_layers: Sequence[int] = (),
         **config,
     ) -> RealfakeClipForImageClassification:
         """A new classifier (head initialised) on the pretrained CLIP ``base``: ``BASE_ALIAS``, the
@@ -203,6 +226,7 @@ class RealfakeClipForImageClassification(PreTrainedModel):
                 vision_config=vision_config,
                 base_model=base,
                 feature_layers=feature_layers,
+                pooled_layers=pooled_layers,
                 use_projection=use_projection,
                 tune=tune,
                 lora=lora,

@@ -152,12 +152,15 @@ def _target(model: nn.Module) -> tuple[nn.Module, int | None]:
     """The layer whose activations and gradients make the map, and a ViT's patch side (None: a CNN)."""
     if isinstance(model, RealfakeClipForImageClassification):
         # The head reads the class token after the blocks in feature_layers (hidden_states[k] is the
-        # output of encoder.layers[k - 1]) and, with the projection, after the last block. In the
+        # output of encoder.layers[k - 1]), the pooled patch tokens after those in pooled_layers
+        # and, with the projection, the class token after the last block. In the
         # earliest of these, the patch tokens reach the class token only through attention, i.e.
         # through its first layer norm. (Later blocks also see their residual stream past it, but
         # that stream's activations are dominated by a few high-norm background tokens.)
         config = model.config
-        earliest = min([*config.feature_layers, config.vision_config.num_hidden_layers])
+        earliest = min(
+            [*config.feature_layers, *config.pooled_layers, config.vision_config.num_hidden_layers]
+        )
         block = model.backbone.vision_model.encoder.layers[earliest - 1]
         return block.layer_norm1, config.vision_config.patch_size
     if isinstance(model, ViTForImageClassification):

@@ -1,5 +1,5 @@
 """Classifiers on a CLIP base: train.py end to end with a tiny CLIP tower (frozen backbone with cached
-class tokens, LayerNorm, LoRA through peft), saved folders that hold only what training changed, and
+class and pooled patch tokens, LayerNorm, LoRA through peft), saved folders that hold only what training changed, and
 realfake loading and scoring them."""
 
 from __future__ import annotations
@@ -52,7 +52,11 @@ def clip_args(crops, output, base, *extra):  # noqa: F811
 @pytest.fixture(scope="module")
 def head_run(crops, clip_base, tmp_path_factory):  # noqa: F811
     output = tmp_path_factory.mktemp("clip-head")
-    metrics = train.main(clip_args(crops, output, clip_base, "--feature_views", "2", "--balance_sources"))
+    metrics = train.main(
+        clip_args(
+            crops, output, clip_base, "--feature_views", "2", "--balance_sources", "--pooled_layers", "2"
+        )
+    )
     return output, metrics, crops
 
 
@@ -63,11 +67,11 @@ def test_a_head_on_cached_tokens_saves_only_the_head(head_run, clip_base):
     assert set(weights) == head | {
         f"head_norm.{k}" for k in ("running_mean", "running_var", "num_batches_tracked")
     }
-    # feature layers 1 and 2 (hidden 16 each) and the projection (8)
-    assert weights["classifier.weight"].shape == (2, 16 + 16 + 8)
+    # class tokens of blocks 1 and 2, block 2's mean patch token (hidden 16 each) and the projection (8)
+    assert weights["classifier.weight"].shape == (2, 16 + 16 + 16 + 8)
     config = json.loads((output / "config.json").read_text())
     assert config["base_model"] == str(clip_base) and config["tune"] == "head"
-    assert config["realfake_mirror_average"] is False
+    assert config["realfake_mirror_average"] is False and config["pooled_layers"] == [2]
 
 
 def test_the_saved_folder_loads_on_its_base_and_scores_as_training_did(head_run, clip_base):
@@ -93,8 +97,10 @@ def test_the_second_run_reads_the_cached_tokens(crops, clip_base, head_run, tmp_
     def no_backbone(self, pixel_values):
         raise AssertionError("the backbone ran although its tokens were cached")
 
-    monkeypatch.setattr(RealfakeClipForImageClassification, "class_tokens", no_backbone)
-    train.main(clip_args(crops, tmp_path / "again", clip_base, "--feature_views", "2"))
+    monkeypatch.setattr(RealfakeClipForImageClassification, "block_tokens", no_backbone)
+    train.main(
+        clip_args(crops, tmp_path / "again", clip_base, "--feature_views", "2", "--pooled_layers", "1")
+    )
 
 
 @pytest.mark.parametrize("tune", ["layernorm", "lora"])
@@ -133,6 +139,8 @@ def test_a_bad_block_a_base_that_is_not_clip_and_a_base_with_missing_weights_are
 ):
     with pytest.raises(ValueError, match="feature_layers must be blocks 1-3"):
         RealfakeClipForImageClassification.from_base(str(clip_base), feature_layers=[4])
+    with pytest.raises(ValueError, match="pooled_layers must be blocks 1-3"):
+        RealfakeClipForImageClassification.from_base(str(clip_base), feature_layers=[1], pooled_layers=[0])
     with pytest.raises(ModelError, match="is not a CLIP model"):
         RealfakeClipForImageClassification.from_base(str(tiny_convnext))
     base = CLIPVisionModelWithProjection.from_pretrained(clip_base)

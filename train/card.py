@@ -125,6 +125,8 @@ def describe_base(model_args, config: dict) -> str:
     if config.get("model_type") == "realfake_clip":
         layers = config.get("feature_layers") or []
         reads = [f"the class tokens of blocks {', '.join(map(str, layers))}"] if layers else []
+        if pooled := config.get("pooled_layers"):
+            reads.append(f"the mean patch tokens of blocks {', '.join(map(str, pooled))}")
         if config.get("use_projection"):
             reads.append("CLIP's projected image embedding")
         lora = config.get("lora") or {}

@@ -79,7 +79,8 @@ from train.prepare import INFO_FILE  # noqa: E402
 
 logger = logging.getLogger("train")
 
-TOKENS_VERSION = 1  # bump when the cached CLIP class tokens change meaning, to invalidate every cache
+TOKENS_VERSION = 2  # bump when the cached CLIP tokens change meaning, to invalidate every cache
+TOKEN_COLUMNS = ("class_tokens", "patch_means")  # what cache_class_tokens stores per crop
 # aug_* settings added after caches were built: left out of augment_key at 0.0, so those caches still match
 LATER_AUG_SETTINGS = ("aug_upload_p",)
 SCRATCH_BUILDERS = {"convnext": convnext_from_scratch, "vit": vit_from_scratch}
@@ -120,6 +121,10 @@ class ModelArguments:
         default_factory=list,
         metadata={"help": "CLIP base: blocks (1-12) whose class token the head reads, e.g. 9 11."},
     )
+    pooled_layers: list[int] = field(
+        default_factory=list,
+        metadata={"help": "CLIP base: blocks (1-12) whose mean patch token the head also reads, e.g. 6 9."},
+    )
     use_projection: bool = field(
         default=True,
         metadata={"help": "CLIP base: the head also reads CLIP's projected image embedding (UnivFD)."},
@@ -127,7 +132,7 @@ class ModelArguments:
     tune: str = field(
         default="head",
         metadata={
-            "help": "CLIP base: what to train: head (frozen backbone; its class tokens are computed once "
+            "help": "CLIP base: what to train: head (frozen backbone; its tokens are computed once "
             "and cached), layernorm, lora (a peft adapter on the attention projections) or full."
         },
     )
@@ -207,7 +212,7 @@ class DataArguments:
     feature_views: int = field(
         default=1,
         metadata={
-            "help": "--tune head on a CLIP base: augmented views of each crop whose class tokens are "
+            "help": "--tune head on a CLIP base: augmented views of each crop whose tokens are "
             "cached and trained on, besides the crop itself."
         },
     )
@@ -269,8 +274,8 @@ def teacher_key(index: int) -> str:
 
 def collate_fn(examples: list[dict]) -> dict[str, torch.Tensor]:
     """Stack transformed examples into a batch for the model (and the teachers, if any): pixels, or
-    cached CLIP class tokens."""
-    inputs = [key for key in examples[0] if key.endswith("pixel_values") or key == "class_tokens"]
+    cached CLIP tokens."""
+    inputs = [key for key in examples[0] if key.endswith("pixel_values") or key in TOKEN_COLUMNS]
     batch = {
         **{key: torch.stack([torch.as_tensor(example[key]) for example in examples]) for key in inputs},
         "labels": torch.tensor([example["label"] for example in examples]),
@@ -373,6 +378,7 @@ def build_model(model_args: ModelArguments):
             model = RealfakeClipForImageClassification.from_base(
                 model_args.model_name_or_path,
                 feature_layers=model_args.feature_layers,
+                pooled_layers=model_args.pooled_layers,
                 use_projection=model_args.use_projection,
                 tune=model_args.tune,
                 lora={"r": model_args.lora_r, "lora_alpha": model_args.lora_alpha},
@@ -519,7 +525,7 @@ def training_augmentation(processor, data_args: DataArguments):
 
 
 def augment_key(data_args: DataArguments) -> str:
-    """The augmentation settings as text, part of the cached class tokens' fingerprint."""
+    """The augmentation settings as text, part of the cached tokens' fingerprint."""
     return json.dumps(
         {
             k: v
@@ -530,7 +536,7 @@ def augment_key(data_args: DataArguments) -> str:
 
 
 def uses_cached_tokens(model) -> bool:
-    """Whether only a head on a frozen CLIP backbone trains, so the backbone's class tokens can be
+    """Whether only a head on a frozen CLIP backbone trains, so the backbone's tokens can be
     computed once per crop (and view) and cached, instead of every epoch."""
     return isinstance(model, RealfakeClipForImageClassification) and model.config.tune == "head"
 
@@ -546,7 +552,8 @@ def cache_class_tokens(
     batch_size: int = 32,
 ) -> datasets.Dataset:
     """``dataset`` with each crop's image replaced by the backbone's class tokens (``class_tokens``,
-    layers x hidden, float16), exactly as realfake computes them when it scores a face.
+    layers x hidden, float16) and pooled patch tokens (``patch_means``, the same shape), exactly as
+    realfake computes them when it scores a face.
 
     View 0 is the crop as it is; view v > 0 is one augmented copy of every crop, drawn from a seed of
     (``seed``, v, batch), so a view is the same in every run. datasets caches the result beside the
@@ -573,8 +580,8 @@ def cache_class_tokens(
             images = [augment(image) for image in images]
         pixels = processor(images=images, return_tensors="pt")["pixel_values"].to(model.device)
         with torch.inference_mode():
-            tokens = model.class_tokens(pixels, bf16=fast_bf16(model))
-        return {"class_tokens": tokens.to(torch.float16).cpu().numpy()}
+            tokens = model.block_tokens(pixels, bf16=fast_bf16(model))
+        return {key: part.to(torch.float16).cpu().numpy() for key, part in zip(TOKEN_COLUMNS, tokens)}
 
     tokens = dataset.map(
         embed,
@@ -583,13 +590,13 @@ def cache_class_tokens(
         with_indices=True,
         remove_columns=["image"],
         new_fingerprint=fingerprint,
-        desc=f"CLIP class tokens, {'crops as they are' if not view else f'augmented view {view}'}",
+        desc=f"CLIP tokens, {'crops as they are' if not view else f'augmented view {view}'}",
     )
-    return tokens.with_format("torch", columns=["class_tokens", "label"])
+    return tokens.with_format("torch", columns=[*TOKEN_COLUMNS, "label"])
 
 
 def token_views(model, processor, dataset, data_args: DataArguments, training_args) -> list[datasets.Dataset]:
-    """The cached class tokens of every crop as it is (first) and of its ``--feature_views``
+    """The cached tokens of every crop as it is (first) and of its ``--feature_views``
     augmented copies, computed where not cached yet."""
     augment = training_augmentation(processor, data_args)
     return [
@@ -604,18 +611,28 @@ def token_views(model, processor, dataset, data_args: DataArguments, training_ar
 def final_scores(
     classifier: FaceClassifier, dataset: datasets.Dataset, batch_size: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """P(fake) for every crop of a validation set (or its cached class tokens), and its labels."""
+    """P(fake) for every crop of a validation set (or its cached tokens), and its labels."""
     logger.info("Scoring %d validation crops with realfake's classifier", len(dataset))
     if "class_tokens" in dataset.column_names:
         model, scores = classifier.model.eval(), []
         with torch.inference_mode():
             for start in range(0, len(dataset), batch_size):
-                tokens = dataset[start : start + batch_size]["class_tokens"].to(classifier.device)
-                scores.append(classifier.fake_from_logits(model(class_tokens=tokens).logits).cpu().numpy())
+                batch = dataset[start : start + batch_size]
+                tokens = {key: batch[key].to(classifier.device) for key in TOKEN_COLUMNS}
+                scores.append(classifier.fake_from_logits(model(**tokens).logits).cpu().numpy())
         labels = np.asarray(dataset.with_format(None)["label"])
         return np.concatenate(scores).astype(np.float64), labels
     crops = [image.convert("RGB") for image in dataset["image"]]
     return classifier.fake_probabilities(crops, batch_size=batch_size), np.asarray(dataset["label"])
+
+
+def decision_threshold(scores: np.ndarray, labels: np.ndarray, max_fpr: float | None = None) -> float:
+    """Where false positives and false negatives balance on these scores, raised where needed so
+    that at most ``max_fpr`` of the real faces score at or above it (``--threshold_max_fpr``)."""
+    _, threshold = equal_error_rate(scores, labels)
+    if max_fpr is not None:
+        threshold = max(threshold, threshold_at_fpr(scores, labels, max_fpr))
+    return float(threshold)
 
 
 def write_scores(path: Path, dataset: datasets.Dataset, rows: dict[str, list[int]], curves: dict) -> None:
@@ -665,7 +682,7 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
         train_set = datasets.concatenate_datasets([tokens.select(train_rows) for tokens in views])
         if data_args.balance_sources:
             train_set = train_set.add_column("weight", source_weights(dataset, train_rows) * len(views))
-            train_set = train_set.with_format("torch", columns=["class_tokens", "label", "weight"])
+            train_set = train_set.with_format("torch", columns=[*TOKEN_COLUMNS, "label", "weight"])
         eval_sets = {name: views[0].select(rows) for name, rows in eval_rows.items()}
         eval_inputs = eval_sets
     else:
@@ -716,9 +733,7 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
     classifier = FaceClassifier(model, processor, name=training_args.output_dir)
     batch_size = training_args.per_device_eval_batch_size
     curves = {name: final_scores(classifier, data, batch_size) for name, data in eval_sets.items()}
-    _, threshold = equal_error_rate(*curves["random"])
-    if data_args.threshold_max_fpr is not None:
-        threshold = max(threshold, threshold_at_fpr(*curves["random"], data_args.threshold_max_fpr))
+    threshold = decision_threshold(*curves["random"], data_args.threshold_max_fpr)
     model.config.update({THRESHOLD_KEY: round(float(threshold), 6)})
     metrics = {}
     for name, (scores, labels) in curves.items():
@@ -782,7 +797,7 @@ def load_teachers(model_args: ModelArguments, device: str) -> list[FaceClassifie
 
 
 def check_cached_tokens(model_args: ModelArguments, data_args: DataArguments) -> None:
-    """Head tuning on cached class tokens scores each crop once, as it is: no test-time views, no teachers."""
+    """Head tuning on cached tokens scores each crop once, as it is: no test-time views, no teachers."""
     if model_args.mirror_average or model_args.zooms != [1.0]:
         raise SystemExit(
             "train: error: --tune head on a CLIP base caches one view per crop: "
