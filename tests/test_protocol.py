@@ -1,14 +1,21 @@
-"""train/protocol.py: the leave-one-generator-out table from the runs' held-out scores, and the card."""
+"""train/protocol.py and train/probe_heads.py: the leave-one-out folds (generator families and kinds
+of real photo), their tables from the runs' held-out scores, and the card."""
 
 from __future__ import annotations
 
 import csv
 import json
 
+import datasets
 import numpy as np
 import pytest
+import torch
+from conftest import REPO, TINY_CLIP
+from PIL import Image
 from sklearn.metrics import roc_auc_score
+from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
+from realfake.folders import in_share, source_shares
 from train import protocol, train
 from train.card import PROTOCOL_HEADING
 
@@ -62,3 +69,139 @@ def test_the_card_gets_the_table_once(tmp_path):
     text = card.read_text()
     assert text.startswith("# A model card\n\nBody.") and text.count(PROTOCOL_HEADING) == 1
     assert "| second |" in text and "| first |" not in text
+
+
+# Every source the protocol names, a few tiny crops each: real ones darker than fakes, with noise,
+# so a head can learn something and still make mistakes.
+PROTOCOL_SOURCES = {
+    **{source: "real" for kind in protocol.REAL_KINDS.values() for source in kind[1]},
+    **{source: "fake" for source in ("tpdne-128", "tpdne-2022", "tpdne-2025", "sdfd-sd21", "t2i-sfhq", "stylegan3-r")},
+}  # fmt: skip
+
+
+def source_files(source: str, n: int) -> list[str]:
+    """File names as the shared data spells them, with the groups of people in them where it does."""
+    groups = {"pixabay-portraits": ("woman", "man"), "aaf-ages": ("child", "elder")}.get(source)
+    if groups:
+        return [f"{source}-{groups[i % 2]}-{i:03d}.jpg" for i in range(n)]
+    return [f"{source}-{i:03d}.jpg" for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def protocol_crops(tmp_path_factory):
+    """A crops dataset (as prepare.py saves one) with every source of the protocol, 12 crops each."""
+    rng = np.random.default_rng(0)
+    names = ["real", "fake"]
+    rows = {"image": [], "label": [], "source": [], "file": [], "detection_score": []}
+    for source, cls in PROTOCOL_SOURCES.items():
+        for file in source_files(source, 12):
+            level = 100 if cls == "real" else 140
+            pixels = np.clip(rng.normal(level, 40, (32, 32, 3)), 0, 255).astype(np.uint8)
+            rows["image"].append(Image.fromarray(pixels))
+            rows["label"].append(names.index(cls))
+            rows["source"].append(source)
+            rows["file"].append(f"{cls}/{file}")
+            rows["detection_score"].append(0.99)
+    features = datasets.Features(
+        {
+            "image": datasets.Image(),
+            "label": datasets.ClassLabel(names=names),
+            "source": datasets.Value("string"),
+            "file": datasets.Value("string"),
+            "detection_score": datasets.Value("float32"),
+        }
+    )
+    folder = tmp_path_factory.mktemp("protocol-crops")
+    datasets.Dataset.from_dict(rows, features=features).save_to_disk(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def protocol_config(protocol_crops, tmp_path_factory):
+    """The default recipe's split and rules on the tiny crops and a tiny CLIP base."""
+    torch.manual_seed(0)
+    base = tmp_path_factory.mktemp("clip-base")
+    CLIPVisionModelWithProjection(CLIPVisionConfig(**TINY_CLIP)).save_pretrained(base)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
+        base
+    )
+    default = json.loads((REPO / "train/configs/default.json").read_text())
+    out = tmp_path_factory.mktemp("runs")
+    config = {
+        **{key: default[key] for key in ("heldout_sources", "calibration_exclude", "balance_sources", "tune")},
+        "dataset_dir": str(protocol_crops), "model_name_or_path": str(base), "feature_layers": [1, 2],
+        "pooled_layers": [2], "feature_views": 1, "mirror_average": False, "validation_fraction": 0.3,
+        "threshold_max_fpr": 0.2, "output_dir": str(out / "final"), "num_train_epochs": 2,
+        "per_device_train_batch_size": 32, "learning_rate": 0.01, "save_strategy": "no",
+        "report_to": "none", "use_cpu": True, "seed": 3,
+    }  # fmt: skip
+    path = out / "tiny.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def test_a_real_source_fold_holds_its_kind_out_whole_and_never_calibrates_on_it():
+    config = json.loads((REPO / "train/configs/default.json").read_text())
+    heldout, exclude = protocol.fold_split("without-pixabay", config)
+    assert (
+        "pixabay-portraits:0.3" in heldout and heldout[-1] == "pixabay-portraits"
+    )  # the later, whole spec wins
+    assert source_shares(heldout)["pixabay-portraits"] == 1.0
+    assert source_shares(heldout)["lfw-news"] == 0.3  # the rest of the config's split stays
+    assert "pixabay-portraits" in exclude and "stylegan3-r" in exclude
+    heldout, exclude = protocol.fold_split("without-ffhq", config)
+    assert {"ffhq-thumb128", "ffhq-1024", "ffhq-sg3pair"} <= set(exclude)
+    assert protocol.fold_split(protocol.FINAL, config) == (None, config["calibration_exclude"])
+
+
+def test_each_fold_trains_without_what_it_leaves_out(protocol_crops):
+    config = json.loads((REPO / "train/configs/default.json").read_text())
+    dataset = datasets.load_from_disk(protocol_crops)
+    sources = dataset["source"]
+    for fold in protocol.FOLDS:
+        heldout, _ = protocol.fold_split(fold, config)
+        data_args = train.DataArguments(dataset_dir=str(protocol_crops), heldout_sources=heldout)
+        train_rows, evals = train.split_rows(dataset, data_args, seed=0)
+        left_out = protocol.REAL_FOLDS[fold][1] if fold in protocol.REAL_FOLDS else [
+            source for source in heldout if ":" not in source
+        ]  # fmt: skip
+        trained_on = {sources[i] for i in train_rows}
+        assert not trained_on & set(left_out), fold
+        assert {sources[i] for i in evals["heldout"]} >= set(left_out), fold
+
+
+def test_probe_heads_prints_the_protocol_tables_for_both_kinds_of_fold(protocol_config, tmp_path, capsys):
+    from train import probe_heads
+
+    results = probe_heads.main(
+        ["--config", str(protocol_config), "--heads", "1,m2,p", "--folds", "without-sd21", "without-aaf-ages",
+         "final", "--output_dir", str(tmp_path)]
+    )["1,m2,p"]  # fmt: skip
+    fold = results["real_folds"]["without-aaf-ages"]
+    assert fold["n"] == 12 and set(fold["groups"]) == {"children", "elders"}
+    assert fold["groups"]["children"]["n"] == 6
+    shares = fold["verdicts"]
+    assert sum(shares.values()) == pytest.approx(1.0)
+    with open(tmp_path / "1,m2,p" / "without-aaf-ages" / train.SCORES_FILE) as file:
+        aaf = [row for row in csv.DictReader(file) if row["source"] == "aaf-ages"]
+    assert len(aaf) == 12 and {row["set"] for row in aaf} == {"heldout"}
+    assert results["folds"]["without-sd21"]["roc_auc"]["Stable Diffusion 2.1"][0] is not None
+    printed = capsys.readouterr().out
+    assert "| aaf-ages (children and people over 60) | 12 |" in printed
+    assert "| worst / mean of the folds |" in printed
+    held = sum(in_share(file, 0.3) for file in source_files("pixabay-portraits", 12))
+    assert f"| pixabay-portraits | {held} |" in printed  # the final model's held-out 30% of a trained source
+
+
+def test_the_trainer_protocol_runs_a_real_source_fold_and_writes_its_row(protocol_config, tmp_path):
+    results = protocol.main(
+        ["--config", str(protocol_config), "--output_dir", str(tmp_path), "--folds", "without-unsplash-men"]
+    )
+    fold = results["real_folds"]["without-unsplash-men"]
+    assert fold["n"] == 12 and fold["left_out"].startswith("unsplash-men")
+    config = json.loads((tmp_path / "without-unsplash-men" / "config.json").read_text())
+    assert config["pooled_layers"] == [2] and config["realfake_verdict_thresholds"]
+    fit = json.loads((tmp_path / "without-unsplash-men" / "calibration.json").read_text())
+    assert "unsplash-men" in fit["exclude"]
+    table = protocol.format_real_folds(results)
+    assert "| unsplash-men (men in the wild) | 12 |" in table

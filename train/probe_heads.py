@@ -1,20 +1,25 @@
-"""Compare linear heads on CLIP's cached class tokens under the leave-one-generator-out protocol, fast.
+"""Compare linear heads on CLIP's cached tokens under the whole leave-one-out protocol, fast.
 
-    python train/probe_heads.py --config train/configs/default.json --heads p 11,p 9,11,p 1-12,p
+    python train/probe_heads.py --config train/configs/default.json --heads 9,11,p 9,11,m6,m9,p
+    python train/probe_heads.py --config train/configs/default.json --heads 9,11,p --folds without-pixabay
 
-Each head is a set of blocks whose class token it reads, and ``p`` for CLIP's projected embedding
-(``p`` alone is UnivFD; all blocks is close to RINE's input). For every fold of train/protocol.py and
-the final split of the config, a scikit-learn logistic regression on standardised features (sources
-weighted alike where the config says ``balance_sources``) is fitted on the cached class tokens of the
-training crops and their augmented views, exactly the tokens train.py trains on, in seconds instead
-of minutes. It prints each family's ROC AUC against its real reference, as protocol.py does, and the
-share of held-out real photos in the wild scored above the 98th percentile of the training reals.
-The head that wins here is then trained with train.py's Trainer and measured with protocol.py.
+A head is a comma-separated set of what it reads: a block's class token (``9``, or ``1-12`` for a
+range), the mean of a block's patch tokens (``m6``, ``m1-12``) and ``p`` for CLIP's projected
+embedding (``p`` alone is UnivFD; all blocks' class tokens is close to RINE's input). For every fold of
+train/protocol.py (generator families and kinds of real photo) and the config's final split, a
+scikit-learn logistic regression on standardised features (sources weighted alike where the config
+says ``balance_sources``) is fitted on exactly the cached tokens train.py trains on, in seconds instead
+of minutes. Each fold is then scored, thresholded, calibrated and given verdict thresholds as train.py
+and train/calibrate.py do it (the same random split, the same rules), written as a run folder under
+``--output_dir``, and the protocol's own tables are printed from those folders, so a head that wins
+here can be compared figure for figure with the Trainer's runs of train/protocol.py.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
 from pathlib import Path
 
@@ -24,83 +29,113 @@ from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from realfake.folders import in_share, source_shares  # noqa: E402
+from realfake.classifier import THRESHOLD_KEY  # noqa: E402
 from train import protocol, train  # noqa: E402
+from train.calibrate import calibrate_run  # noqa: E402
 
 
-def parse_head(spec: str) -> tuple[list[int], bool]:
-    """``9,11,p`` -> ([9, 11], True); ``1-12`` -> blocks 1 to 12."""
-    layers, projection = [], False
+def parse_range(part: str) -> list[int]:
+    """``9`` -> [9]; ``1-12`` -> [1, ..., 12]."""
+    if "-" in part:
+        first, last = map(int, part.split("-"))
+        return list(range(first, last + 1))
+    return [int(part)]
+
+
+def parse_head(spec: str) -> tuple[list[int], list[int], bool]:
+    """``9,11,m6,p`` -> class-token blocks [9, 11], pooled blocks [6], projection True."""
+    layers, pooled, projection = [], [], False
     for part in spec.split(","):
         if part == "p":
             projection = True
-        elif "-" in part:
-            first, last = map(int, part.split("-"))
-            layers += list(range(first, last + 1))
+        elif part.startswith("m"):
+            pooled += parse_range(part[1:])
         else:
-            layers.append(int(part))
-    return layers, projection
+            layers += parse_range(part)
+    return layers, pooled, projection
 
 
 def head_features(
-    tokens: np.ndarray, layers: list[int], use_projection: bool, projection: np.ndarray
+    view: dict, layers: list[int], pooled: list[int], use_projection: bool, projection
 ) -> np.ndarray:
-    """What a head reads from class tokens (crops x blocks x hidden), as realfake.clip computes it."""
-    parts = [tokens[:, layer - 1] for layer in layers]
+    """What a head reads from one view's cached tokens (crops x blocks x hidden each), as
+    realfake.clip computes it."""
+    parts = [view["class_tokens"][:, layer - 1] for layer in layers]
+    parts += [view["patch_means"][:, layer - 1] for layer in pooled]
     if use_projection:
-        parts.append(tokens[:, -1] @ projection)
+        parts.append(view["class_tokens"][:, -1] @ projection)
     return np.concatenate(parts, axis=1)
 
 
-def main(argv: list[str] | None = None) -> None:
+def probe_fold(features, labels, weights, train_rows, eval_rows, C: float) -> dict[str, np.ndarray]:
+    """Fit one head on the training rows of every view; P(fake) of each validation set's crops as
+    they are (view 0)."""
+    train_x = np.concatenate([view[train_rows] for view in features])
+    train_y = np.tile(labels[train_rows], len(features))
+    sample_weight = None if weights is None else np.tile(weights, len(features))
+    scaler = StandardScaler().fit(train_x)
+    head = LogisticRegression(C=C, max_iter=2000).fit(scaler.transform(train_x), train_y, sample_weight)
+    return {
+        name: head.predict_proba(scaler.transform(features[0][rows]))[:, 1]
+        for name, rows in eval_rows.items()
+    }
+
+
+def write_run(
+    run: Path, dataset, eval_rows: dict, scores: dict, labels: np.ndarray, threshold: float
+) -> None:
+    """A run folder as train.py leaves one for calibration: its config (threshold) and scores."""
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "config.json").write_text(json.dumps({THRESHOLD_KEY: threshold}))
+    curves = {name: (scores[name], labels[rows]) for name, rows in eval_rows.items()}
+    train.write_scores(run / train.SCORES_FILE, dataset, eval_rows, curves)
+
+
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", type=Path, required=True)
-    parser.add_argument("--heads", nargs="+", default=["p", "9,11,p"])
+    parser.add_argument("--heads", nargs="+", default=["9,11,p"])
+    parser.add_argument("--folds", nargs="+", choices=[*protocol.FOLDS, protocol.FINAL])
     parser.add_argument("--C", type=float, default=0.01, help="inverse L2 strength of the regression")
+    parser.add_argument("--views", type=int, help="train on the first N cached views only (default: all)")
     parser.add_argument("--no_balance", action="store_true", help="ignore the config's balance_sources")
+    parser.add_argument("--output_dir", type=Path, help="default: runs/probe-<config name>")
     args = parser.parse_args(argv)
+    config = json.loads(args.config.read_text())
     model_args, data_args, training_args = train.parse_args(["--config", str(args.config)])
     model, processor = train.build_model(model_args)
     dataset, _ = train.load_data(data_args)
-    views = train.token_views(model, processor, dataset, data_args, training_args)
-    tokens = [np.asarray(view["class_tokens"], dtype=np.float32) for view in views]
+    views = train.token_views(model, processor, dataset, data_args, training_args)[: args.views]
+    tokens = [{key: np.asarray(view[key], dtype=np.float32) for key in train.TOKEN_COLUMNS} for view in views]
     projection = model.backbone.visual_projection.weight.detach().numpy().T
-    sources, files = np.array(dataset["source"]), dataset["file"]
     labels = np.array(dataset["label"])
-    folds = {
-        **{fold: heldout for fold, (_, heldout) in protocol.FOLDS.items()},
-        "final": data_args.heldout_sources,
-    }
+    balance = data_args.balance_sources and not args.no_balance
+    output = args.output_dir or Path("runs") / f"probe-{args.config.stem}"
+    results = {}
     for spec in args.heads:
-        layers, use_projection = parse_head(spec)
-        head_tokens = [head_features(view, layers, use_projection, projection) for view in tokens]
-        for fold, heldout in folds.items():
-            shares = source_shares(heldout)
-            held = np.array([s in shares and in_share(f, shares[s]) for s, f in zip(sources, files)])
-            train_x = np.concatenate([view[~held] for view in head_tokens])
-            train_y = np.tile(labels[~held], len(tokens))
-            weights = None
-            if data_args.balance_sources and not args.no_balance:
-                weights = np.tile(train.source_weights(dataset, np.flatnonzero(~held).tolist()), len(tokens))
-            scaler = StandardScaler().fit(train_x)
-            head = LogisticRegression(C=args.C, max_iter=1000).fit(
-                scaler.transform(train_x), train_y, weights
+        layers, pooled, use_projection = parse_head(spec)
+        features = [head_features(view, layers, pooled, use_projection, projection) for view in tokens]
+        runs = {}
+        for fold in args.folds or [*protocol.FOLDS, protocol.FINAL]:
+            heldout, exclude = protocol.fold_split(fold, config)
+            fold_args = (
+                data_args if heldout is None else dataclasses.replace(data_args, heldout_sources=heldout)
             )
-            scores = head.predict_proba(scaler.transform(head_tokens[0]))[:, 1]
-            by_source: dict = {}
-            for source, label, score in zip(sources[held], labels[held], scores[held]):
-                by_source.setdefault(source, []).append((int(label), float(score)))
-            cut = np.quantile(scores[~held & (labels == 0)], 0.98)
-            aucs = {
-                family: figure
-                for family in protocol.FAMILIES
-                if (figure := protocol.family_auc(by_source, family)[0]) is not None
-            }
-            wild, _ = protocol.wild_false_positives(by_source, cut)
-            ffhq = [score >= cut for label, score in by_source.get("ffhq-1024", [])]
-            row = "; ".join(f"{family.split(' (')[0]} {auc:.3f}" for family, auc in aucs.items())
-            ffhq_share = f"; FFHQ {np.mean(ffhq):.1%}" if ffhq else ""
-            print(f"{spec:>12} {fold:>18}: {row}; above the cut: wild {wild:.1%}{ffhq_share}", flush=True)
+            train_rows, eval_rows = train.split_rows(dataset, fold_args, training_args.seed)
+            weights = np.array(train.source_weights(dataset, train_rows)) if balance else None
+            scores = probe_fold(features, labels, weights, train_rows, eval_rows, args.C)
+            threshold = train.decision_threshold(
+                scores["random"], labels[eval_rows["random"]], data_args.threshold_max_fpr
+            )
+            run = output / spec / fold
+            write_run(run, dataset, eval_rows, scores, labels, threshold)
+            calibrate_run(run, data_args.calibration_share, exclude)
+            runs[fold] = run
+        results[spec] = protocol.report(runs)
+        (output / spec / "protocol.json").write_text(json.dumps(results[spec], indent=2))
+        print(f"\n## {spec} (C={args.C}{', sources balanced' if balance else ''}, {len(tokens)} views)\n")
+        print(protocol.format_all(results[spec]), flush=True)
+    return results
 
 
 if __name__ == "__main__":

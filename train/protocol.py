@@ -1,16 +1,23 @@
-"""The leave-one-generator-out protocol: how a training recipe does on generators it never saw.
+"""The leave-one-out protocol: how a training recipe does on generators and on kinds of real photo
+it never saw.
 
     python train/protocol.py --config train/configs/default.json [--output_dir runs/protocol-default]
+        [--folds without-sd21 without-pixabay final]
 
-Runs train/train.py with the recipe in ``--config`` once per fold, each fold keeping one generator
-family (and real photos like its images) out of training altogether, then once as the config itself
-says (the final model: every family trained on, a share of each held out by file). Every fold also
-holds out StyleGAN3 and its FFHQ pair (never trained on) and the same 30% of each source of real
-photos in the wild. From the held-out scores each run writes (``validation_scores.csv``) it prints
-one table: ROC AUC of each family against real photos of similar size, and the share of held-out
-real photos in the wild called fake at the run's own threshold. A fold already run (its
-``all_results.json`` exists) is read back, not run again; with a recipe that caches CLIP class
-tokens, every fold reads the same cache.
+Runs train/train.py with the recipe in ``--config`` once per fold, then once as the config itself says
+(the final model: every source trained on, a share of each held out by file). A generator fold keeps
+one generator family (and the real photos it is scored against) out of training altogether; a
+real-source fold keeps one kind of real photo out (FFHQ, the 1024 px portraits, each source in the
+wild, the stock portraits, the children and elders): the share of its faces called fake is what a
+user's photo from a new source meets. Every fold also holds out StyleGAN3 and its FFHQ pair (never
+trained on) and the same 30% of each source of real photos in the wild and of the stock portraits.
+From the held-out scores each run writes (``validation_scores.csv``, calibrated by train/calibrate.py
+without the fold's left-out sources) it prints three tables: each left-out family's ROC AUC against
+real photos of similar size; each left-out kind of real photo's verdict shares (by sex and age where
+the file names say), with the worst fold beside the mean; and calibration and verdicts on held-out
+files. A fold already run (its ``all_results.json`` exists) is read back, not run again; with a recipe
+that caches CLIP tokens, every fold reads the same cache. train/probe_heads.py prints the same tables
+for scikit-learn heads on that cache, in seconds a fold.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import csv
 import json
 import sys
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,26 +35,46 @@ from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from realfake.calibration import VERDICTS_KEY, VerdictThresholds  # noqa: E402
 from train import train  # noqa: E402
 from train.calibrate import FIGURES_FILE, calibrate_run, share_text  # noqa: E402
 from train.card import PROTOCOL_HEADING, replace_section  # noqa: E402
-from train.families import FAMILIES, STYLEGAN2, WILD  # noqa: E402
+from train.families import FAMILIES, REAL_KINDS, SHARED_REAL, STYLEGAN2, WILD, group_of  # noqa: E402
 
-ALWAYS_HELD_OUT = ["stylegan3-r", "ffhq-sg3pair", *(f"{source}:0.3" for source in WILD)]
-# fold -> (the family it leaves out, the sources it holds out)
-FOLDS = {
-    "without-stylegan2": ("StyleGAN2 (thispersondoesnotexist)", [*STYLEGAN2, "ffhq-1024", *ALWAYS_HELD_OUT]),
-    "without-sd21": ("Stable Diffusion 2.1", ["sdfd-sd21", "ffhq-1024", *ALWAYS_HELD_OUT]),
-    "without-t2i": ("text-to-image services (Flux.1, SDXL, DALL-E 3)", ["t2i-sfhq", *ALWAYS_HELD_OUT]),
+ALWAYS_HELD_OUT = ["stylegan3-r", "ffhq-sg3pair", *(f"{source}:0.3" for source in SHARED_REAL)]
+# fold -> (the family it leaves out, the sources it holds out); whole sources last, so they win
+GENERATOR_FOLDS = {
+    "without-stylegan2": ("StyleGAN2 (thispersondoesnotexist)", [*ALWAYS_HELD_OUT, *STYLEGAN2, "ffhq-1024"]),
+    "without-sd21": ("Stable Diffusion 2.1", [*ALWAYS_HELD_OUT, "sdfd-sd21", "ffhq-1024"]),
+    "without-t2i": ("text-to-image services (Flux.1, SDXL, DALL-E 3)", [*ALWAYS_HELD_OUT, "t2i-sfhq"]),
 }
+REAL_FOLDS = {f"without-{key}": kind for key, kind in REAL_KINDS.items()}  # fold -> (name, sources)
+FOLDS = [*GENERATOR_FOLDS, *REAL_FOLDS]
 FINAL = "final"
 
 
-def run_fold(config: Path, output_dir: Path, heldout: list[str] | None, extra: list[str]) -> Path:
+def fold_split(fold: str, config: dict) -> tuple[list[str] | None, list[str]]:
+    """What a fold holds out (None: as the config says) and what it never calibrates on.
+
+    A generator fold holds out its family and the real photos it is scored against, and never
+    calibrates on any source it holds out whole. A real-source fold is the config's own split with
+    one kind of real photo held out whole (so every family's held-out fakes are there to score it
+    against), and never calibrates on that kind nor on the config's ``calibration_exclude``.
+    """
+    exclude = list(config.get("calibration_exclude", []))
+    if fold in GENERATOR_FOLDS:
+        heldout = GENERATOR_FOLDS[fold][1]
+        return heldout, [source for source in heldout if ":" not in source]
+    if fold in REAL_FOLDS:
+        sources = list(REAL_FOLDS[fold][1])
+        return [*config.get("heldout_sources", []), *sources], [*exclude, *sources]
+    return None, exclude
+
+
+def run_fold(config: Path, output_dir: Path, fold: str, extra: list[str]) -> Path:
     """Train one fold (unless done already); returns its folder. The final run exports where the
     config says; a fold exports into its own folder only."""
-    # A fold never calibrates on the sources it holds out whole: its unseen family and their reference.
-    exclude = None if heldout is None else [source for source in heldout if ":" not in source]
+    heldout, exclude = fold_split(fold, json.loads(config.read_text()))
     if not (output_dir / "all_results.json").is_file():
         argv = ["--config", str(config), "--output_dir", str(output_dir)]
         if heldout is not None:
@@ -54,103 +82,167 @@ def run_fold(config: Path, output_dir: Path, heldout: list[str] | None, extra: l
             argv += ["--calibration_exclude", *exclude]
         train.main([*argv, *extra])
     elif not (output_dir / FIGURES_FILE).is_file():  # a run from before calibration: calibrate it now
-        if exclude is None:
-            exclude = json.loads(config.read_text()).get("calibration_exclude", [])
         calibrate_run(output_dir, exclude=exclude)
     return output_dir
 
 
 def add_to_card(card: Path, table: str, command: str) -> None:
-    """Put the protocol's table in a model card, replacing an earlier one."""
+    """Put the protocol's tables in a model card, replacing earlier ones."""
     body = (
-        "The same recipe trained once per fold, each fold without one generator family "
-        "(and without the real photos it is scored against), then once on every family with a share of "
-        "each held out by file (the final model, this one). StyleGAN3 and its FFHQ pair are in no "
-        "training set; 30% of each source of real photos in the wild is held out everywhere. ROC AUC "
-        "of each family's held-out images against real photos of about their size (counts: fake vs "
-        "real), and the share of held-out real photos in the wild called fake. Then, on the held-out files "
-        "that no calibration was fitted on (train/calibrate.py), the expected calibration error of "
-        f"P(fake) and how each class was judged in verdicts.\n\n{table}\n\n"
+        "The same recipe trained once per fold, then once on every source with a share of each held out "
+        "by file (the final model, this one). A generator fold trains without one generator family (and "
+        "without the real photos it is scored against); a real-source fold trains without one kind of "
+        "real photo, which is what a user's photo from a new source meets. StyleGAN3 and its FFHQ pair "
+        "are in no training set; 30% of each source of real photos in the wild and of the stock "
+        "portraits is held out everywhere. Each fold is calibrated and gets its verdict thresholds "
+        "(train/calibrate.py) without the sources it leaves out. First each left-out family's ROC AUC "
+        "against real photos of about its size (counts: fake vs real) and the share of held-out real "
+        "photos in the wild called fake at the run's threshold; then each left-out kind of real photo: "
+        "the shares of its faces with the verdict fake and uncertain, and its ROC AUC against every "
+        "held-out fake; then, on held-out files that no calibration was fitted on, the expected "
+        f"calibration error of P(fake) and how each class was judged.\n\n{table}\n\n"
         f"```\n{command}\n```\n"
     )
     replace_section(card, PROTOCOL_HEADING, body)
 
 
-def read_scores(run: Path) -> tuple[dict[str, list[tuple[int, float]]], float]:
-    """The held-out crops' (label, P(fake)) by source, and the run's threshold."""
-    by_source: dict[str, list[tuple[int, float]]] = defaultdict(list)
+def read_scores(run: Path) -> tuple[list[dict], float, VerdictThresholds]:
+    """The held-out crops (file, source, label 1 = fake, P(fake)), the run's threshold, and its
+    verdict thresholds (binary at the threshold for a run without them)."""
     with open(run / train.SCORES_FILE, newline="") as file:
-        for row in csv.DictReader(file):
-            if row["set"] == "heldout":
-                by_source[row["source"]].append((int(row["label"] == "fake"), float(row["fake_probability"])))
+        rows = [
+            {"file": row["file"], "source": row["source"], "y": int(row["label"] == "fake"),
+             "p": float(row["fake_probability"])}
+            for row in csv.DictReader(file)
+            if row["set"] == "heldout"
+        ]  # fmt: skip
     config = json.loads((run / "config.json").read_text())
-    return by_source, float(config["realfake_threshold"])
+    threshold = float(config["realfake_threshold"])
+    stored = config.get(VERDICTS_KEY)
+    bands = (
+        VerdictThresholds(float(stored["real_at_most"]), float(stored["fake_at_least"]))
+        if stored
+        else VerdictThresholds.binary(threshold)
+    )
+    return rows, threshold, bands
 
 
-def family_auc(by_source: dict, family: str) -> tuple[float | None, int, int]:
-    """ROC AUC of a family's held-out fakes against its real reference, and the two counts."""
-    fakes, reals = FAMILIES[family]
-    rows = [row for source in (*fakes, *reals) for row in by_source.get(source, [])]
-    labels = np.array([label for label, _ in rows])
+def by_source(rows: list[dict]) -> dict[str, list[tuple[int, float]]]:
+    """The rows' (label, P(fake)) pairs grouped by source."""
+    grouped: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    for row in rows:
+        grouped[row["source"]].append((row["y"], row["p"]))
+    return grouped
+
+
+def auc_of(rows: list[tuple[int, float]]) -> tuple[float | None, int, int]:
+    """ROC AUC of (label, score) pairs and the counts of fakes and reals (None without both)."""
+    labels = np.array([label for label, _ in rows], dtype=int)
     n_fake, n_real = int(labels.sum()), int((labels == 0).sum())
     if not n_fake or not n_real:
         return None, n_fake, n_real
     return float(roc_auc_score(labels, [score for _, score in rows])), n_fake, n_real
 
 
-def wild_false_positives(by_source: dict, threshold: float) -> tuple[float, int]:
+def family_auc(grouped: dict, family: str) -> tuple[float | None, int, int]:
+    """ROC AUC of a family's held-out fakes against its real reference, and the two counts."""
+    fakes, reals = FAMILIES[family]
+    return auc_of([row for source in (*fakes, *reals) for row in grouped.get(source, [])])
+
+
+def wild_false_positives(grouped: dict, threshold: float) -> tuple[float, int]:
     """The share of held-out real photos in the wild called fake, and how many there were."""
-    scores = [score for source in WILD for label, score in by_source.get(source, []) if label == 0]
+    scores = [score for source in WILD for label, score in grouped.get(source, []) if label == 0]
     return (float(np.mean(np.asarray(scores) >= threshold)) if scores else float("nan")), len(scores)
+
+
+def real_kind_figures(rows: list[dict], sources: Sequence[str], bands: VerdictThresholds) -> dict:
+    """How the held-out real faces of these sources were judged: their count and verdict shares,
+    the same for each group of people their file names carry, and their ROC AUC against every
+    held-out fake."""
+    reals = [row for row in rows if row["source"] in sources and row["y"] == 0]
+    groups = defaultdict(list)
+    for row in reals:
+        if group := group_of(row["file"]):
+            groups[group].append(row["p"])
+    fakes = [(1, row["p"]) for row in rows if row["y"] == 1]
+    return {
+        "n": len(reals),
+        "verdicts": bands.shares([row["p"] for row in reals]),
+        "groups": {group: {"n": len(p), "verdicts": bands.shares(p)} for group, p in sorted(groups.items())},
+        "roc_auc": auc_of([*fakes, *((0, row["p"]) for row in reals)]),
+    }
 
 
 def report(runs: dict[str, Path]) -> dict:
     """The protocol's figures from the runs' score files."""
-    results: dict = {"folds": {}, "final": None}
+    results: dict = {"folds": {}, "real_folds": {}, "final": None}
     for fold, run in runs.items():
-        by_source, threshold = read_scores(run)
-        fpr, n_wild = wild_false_positives(by_source, threshold)
+        rows, threshold, bands = read_scores(run)
+        grouped = by_source(rows)
+        fpr, n_wild = wild_false_positives(grouped, threshold)
         calibrated = json.loads((run / FIGURES_FILE).read_text()) if (run / FIGURES_FILE).is_file() else {}
         entry = {
             "threshold": threshold,
+            "verdict_thresholds": bands.to_dict(),
             "wild_real_called_fake": fpr,
             "n_wild_real": n_wild,
-            "roc_auc": {family: family_auc(by_source, family) for family in FAMILIES},
+            "roc_auc": {family: family_auc(grouped, family) for family in FAMILIES},
             "verdicts": calibrated.get("test_by_family", {}),
             "verdicts_all": calibrated.get("test"),
         }
         if fold == FINAL:
+            real_sources = sorted({row["source"] for row in rows if row["y"] == 0})
+            entry["real_sources"] = {
+                source: real_kind_figures(rows, [source], bands) for source in real_sources
+            }
             results["final"] = entry
+        elif fold in REAL_FOLDS:
+            name, sources = REAL_FOLDS[fold]
+            results["real_folds"][fold] = {
+                "left_out": name,
+                **entry,
+                **real_kind_figures(rows, sources, bands),
+            }
         else:
-            entry["left_out"] = FOLDS[fold][0]
+            entry["left_out"] = GENERATOR_FOLDS[fold][0]
             results["folds"][fold] = entry
     return results
 
 
+def auc_text(value) -> str:
+    figure, n_fake, n_real = value
+    return "n/a" if figure is None else f"{figure:.3f} ({n_fake} vs {n_real})"
+
+
 def format_table(results: dict) -> str:
-    """One Markdown table: each family left out (its fold's AUC) and in the final model."""
-
-    def auc(value) -> str:
-        figure, n_fake, n_real = value
-        return "n/a" if figure is None else f"{figure:.3f} ({n_fake} vs {n_real})"
-
+    """One Markdown table: each family left out (its fold's AUC) and in the final model, and the
+    worst and mean of the left-out families."""
     left_out = {entry["left_out"]: entry for entry in results["folds"].values()}
     final = results["final"]
     lines = [
         "| family (against real photos) | left out of training | final model, held-out files |",
         "| --- | --- | --- |",
     ]
+    unseen_aucs = []
     for family in FAMILIES:
         fold = left_out.get(family)
-        unseen = auc(fold["roc_auc"][family]) if fold else "n/a"
+        unseen = auc_text(fold["roc_auc"][family]) if fold else "n/a"
+        if fold and fold["roc_auc"][family][0] is not None:
+            unseen_aucs.append(fold["roc_auc"][family][0])
         if family == "StyleGAN3 (in no training set)":  # left out of every fold: one figure per fold
             unseen = (
                 "; ".join(
-                    f"{fold}: {auc(entry['roc_auc'][family])}" for fold, entry in results["folds"].items()
+                    f"{fold}: {auc_text(entry['roc_auc'][family])}"
+                    for fold, entry in results["folds"].items()
                 )
                 or unseen
             )
-        lines.append(f"| {family} | {unseen} | {auc(final['roc_auc'][family]) if final else 'n/a'} |")
+        lines.append(f"| {family} | {unseen} | {auc_text(final['roc_auc'][family]) if final else 'n/a'} |")
+    if unseen_aucs:
+        lines.append(
+            f"| worst / mean of the left-out families | {min(unseen_aucs):.3f} / {np.mean(unseen_aucs):.3f} | |"
+        )
     wild = "; ".join(
         f"{fold}: {entry['wild_real_called_fake']:.1%}" for fold, entry in results["folds"].items()
     )
@@ -158,6 +250,55 @@ def format_table(results: dict) -> str:
     lines.append(
         f"| real photos in the wild called fake (at each run's threshold) | {wild or 'n/a'} | {final_wild} |"
     )
+    return "\n".join(lines)
+
+
+def groups_text(groups: dict) -> str:
+    """Each group's share called fake, e.g. "women 2.1% of 190; men 0.5% of 210"."""
+    return "; ".join(
+        f"{group} {share_text(figures['verdicts']['fake'])} of {figures['n']}"
+        for group, figures in groups.items()
+    )
+
+
+def format_real_folds(results: dict) -> str:
+    """One Markdown table: each kind of real photo left out of training, how its faces were judged,
+    and the worst and mean over the folds; then the final model's held-out real sources."""
+    lines = [
+        "| kind of real photo (left out of training) | faces | verdict fake | uncertain "
+        "| ROC AUC against held-out fakes | fake, by group |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    folds = list(results["real_folds"].values())
+    for entry in folds:
+        verdicts = entry["verdicts"]
+        lines.append(
+            f"| {entry['left_out']} | {entry['n']} | {share_text(verdicts['fake'])} | "
+            f"{share_text(verdicts['uncertain'])} | {auc_text(entry['roc_auc'])} | {groups_text(entry['groups'])} |"
+        )
+    if folds:
+        fake = [entry["verdicts"]["fake"] or 0.0 for entry in folds]
+        uncertain = [entry["verdicts"]["uncertain"] or 0.0 for entry in folds]
+        aucs = [entry["roc_auc"][0] for entry in folds if entry["roc_auc"][0] is not None]
+        lines.append(
+            f"| worst / mean of the folds | | {max(fake):.1%} / {np.mean(fake):.1%} | "
+            f"{max(uncertain):.1%} / {np.mean(uncertain):.1%} | "
+            f"{(min(aucs) if aucs else float('nan')):.3f} / {(np.mean(aucs) if aucs else float('nan')):.3f} | |"
+        )
+    final = results["final"]
+    if final and final.get("real_sources"):
+        lines += [
+            "",
+            "| final model, held-out real photos of sources it trained on | faces | verdict fake | uncertain "
+            "| ROC AUC against held-out fakes | fake, by group |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for source, entry in final["real_sources"].items():
+            verdicts = entry["verdicts"]
+            lines.append(
+                f"| {source} | {entry['n']} | {share_text(verdicts['fake'])} | {share_text(verdicts['uncertain'])} "
+                f"| {auc_text(entry['roc_auc'])} | {groups_text(entry['groups'])} |"
+            )
     return "\n".join(lines)
 
 
@@ -188,6 +329,11 @@ def format_verdicts(results: dict) -> str:
     return "\n".join(lines)
 
 
+def format_all(results: dict) -> str:
+    """The protocol's three tables, as printed and written into the card."""
+    return f"{format_table(results)}\n\n{format_real_folds(results)}\n\n{format_verdicts(results)}"
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", type=Path, required=True, help="the training recipe (train.py --config)")
@@ -195,14 +341,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--folds", nargs="+", choices=[*FOLDS, FINAL], default=[*FOLDS, FINAL])
     args, extra = parser.parse_known_args(argv)
     output = args.output_dir or Path("runs") / f"protocol-{args.config.stem}"
-    runs = {
-        fold: run_fold(args.config, output / fold, None if fold == FINAL else FOLDS[fold][1], extra)
-        for fold in args.folds
-    }
+    runs = {fold: run_fold(args.config, output / fold, fold, extra) for fold in args.folds}
     results = report(runs)
     (output / "protocol.json").write_text(json.dumps(results, indent=2))
-    table = f"{format_table(results)}\n\n{format_verdicts(results)}"
-    if results["final"] and len(results["folds"]) == len(FOLDS):
+    table = format_all(results)
+    if results["final"] and len(runs) == len(FOLDS) + 1:
         export = json.loads(args.config.read_text()).get("export_dir")
         cards = [runs[FINAL] / "README.md", *([Path(export) / "README.md"] if export else [])]
         command = " ".join(["python train/protocol.py", *(argv if argv is not None else sys.argv[1:])])
