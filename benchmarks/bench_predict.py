@@ -8,10 +8,12 @@ latency split into decode / detect / classify, and the peak resident memory, for
             pipeline("image-classification") one at a time
 
 with the same classifier, in the same run (each variant in its own fresh process, so peak memory is
-its own), and checks that both find the same faces. --sweep prints detection latency and faces found
-for several detection sizes, the figures DETECT_MAX_SIDE was chosen from.
+its own), and checks that both find the same faces. realfake runs a CLIP backbone in bfloat16 on CPUs
+with native bfloat16 (AMX, AVX-512 BF16); --float32 makes it run in float32 as it does on every other
+CPU (most laptops: AVX2 only), so both modes can be measured on one machine. --sweep prints detection
+latency and faces found for several detection sizes, the figures DETECT_MAX_SIDE was chosen from.
 
-    python benchmarks/bench_predict.py [--model M] [--repeats 20] [--sweep]
+    python benchmarks/bench_predict.py [--model M] [--repeats 20] [--float32] [--sweep]
 """
 
 from __future__ import annotations
@@ -74,13 +76,17 @@ def quiet() -> None:
     logging.set_verbosity_error()
 
 
-def run_realfake(model: str, photos: list[Path], repeats: int, warmup: int) -> dict:
+def run_realfake(model: str, photos: list[Path], repeats: int, warmup: int, float32: bool = False) -> dict:
     quiet()
     import realfake
+    from realfake.clip import fast_bf16
     from realfake.faces import crop_face
 
     detector = realfake.load_detector(model)
     classifier = detector.classifier
+    if float32 and hasattr(classifier.model.config, "bf16_inference"):
+        classifier.model.config.bf16_inference = False  # as on a CPU without native bfloat16
+    mode = "bfloat16 autocast" if fast_bf16(classifier.model) else "float32"
 
     def once(path):
         t0 = time.perf_counter()
@@ -93,7 +99,7 @@ def run_realfake(model: str, photos: list[Path], repeats: int, warmup: int) -> d
         t3 = time.perf_counter()
         return (t1 - t0, t2 - t1, t3 - t2), [f.box for f in faces]
 
-    return measure(once, photos, repeats, warmup)
+    return {**measure(once, photos, repeats, warmup), "mode": mode}
 
 
 def run_naive(model: str, photos: list[Path], repeats: int, warmup: int) -> dict:
@@ -198,6 +204,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--sweep", action="store_true", help="also compare detection sizes")
+    parser.add_argument(
+        "--float32",
+        action="store_true",
+        help="run realfake's backbone in float32, as CPUs without bfloat16 do",
+    )
     args = parser.parse_args()
 
     import platform
@@ -209,7 +220,7 @@ def main() -> None:
         photos = make_photos(folder)
         model = args.model or default_model(folder)
         paths = list(photos.values())
-        ours = in_fresh_process(run_realfake, model, paths, args.repeats, args.warmup)
+        ours = in_fresh_process(run_realfake, model, paths, args.repeats, args.warmup, args.float32)
         naive = in_fresh_process(run_naive, model, paths, args.repeats, args.warmup)
         sweep = None
         if args.sweep:
@@ -219,7 +230,8 @@ def main() -> None:
 
     print(
         f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-        f"torch {torch.__version__}; classifier: {model}"
+        f"torch {torch.__version__}; classifier: {model}; realfake's backbone in {ours['mode']}, the naive "
+        "pipeline's in float32"
     )
     print(f"{args.repeats} runs after {args.warmup} warm-up; milliseconds, median and p90\n")
     header = (
