@@ -160,6 +160,21 @@ def test_balanced_sources_weigh_every_source_alike(crops):  # noqa: F811
     assert max(totals.values()) == pytest.approx(min(totals.values()))  # each source's total is the same
 
 
+def test_balanced_classes_weigh_real_and_fake_alike_and_each_source_alike_within_its_class(crops):  # noqa: F811
+    dataset = datasets.load_from_disk(crops)
+    rows = [
+        i for i, source in enumerate(dataset["source"]) if source != "roeishc"
+    ]  # two real sources, one fake
+    weights = np.array(train.source_weights(dataset, rows, balance_classes=True))
+    sources, labels = np.array(dataset["source"])[rows], np.array(dataset["label"])[rows]
+    assert len(set(sources[labels == 0])) == 2 and len(set(sources[labels == 1])) == 1
+    assert weights.mean() == pytest.approx(1.0)
+    assert weights[labels == 0].sum() == pytest.approx(weights[labels == 1].sum())
+    for value in (0, 1):
+        totals = [weights[sources == source].sum() for source in set(sources[labels == value])]
+        assert max(totals) == pytest.approx(min(totals))
+
+
 def test_the_weighted_loss_is_the_weighted_mean_of_the_crops_losses():
     model = torch.nn.Linear(3, 2)
 

@@ -122,7 +122,11 @@ def main(argv: list[str] | None = None) -> dict:
                 data_args if heldout is None else dataclasses.replace(data_args, heldout_sources=heldout)
             )
             train_rows, eval_rows = train.split_rows(dataset, fold_args, training_args.seed)
-            weights = np.array(train.source_weights(dataset, train_rows)) if balance else None
+            weights = (
+                np.array(train.source_weights(dataset, train_rows, data_args.balance_classes))
+                if balance
+                else None
+            )
             scores = probe_fold(features, labels, weights, train_rows, eval_rows, args.C)
             threshold = train.decision_threshold(
                 scores["random"], labels[eval_rows["random"]], data_args.threshold_max_fpr

@@ -223,6 +223,13 @@ class DataArguments:
             "counts alike in the loss (a few large sources would otherwise set the decision)."
         },
     )
+    balance_classes: bool = field(
+        default=False,
+        metadata={
+            "help": "With --balance_sources: the real and the fake sources weigh half each in all, however "
+            "many sources each class has."
+        },
+    )
     threshold_max_fpr: float | None = field(
         default=None,
         metadata={
@@ -499,13 +506,19 @@ def mix_up(tensors: Sequence[torch.Tensor], share: float) -> list[torch.Tensor]:
     return blended
 
 
-def source_weights(dataset: datasets.Dataset, rows: list[int]) -> list[float]:
+def source_weights(dataset: datasets.Dataset, rows: list[int], balance_classes: bool = False) -> list[float]:
     """A training weight per row: the inverse of its source's share of the rows, scaled to a mean of
-    1, so that each source counts as much as any other in the loss (--balance_sources)."""
-    column = dataset["source"]
+    1, so that each source counts as much as any other in the loss (--balance_sources). With
+    ``balance_classes``, the real and the fake sources each weigh half in all, so that the class with
+    more sources does not outweigh the other (--balance_classes)."""
+    column, labels = dataset["source"], dataset["label"]
     sources = [column[i] for i in rows]
     counts = Counter(sources)
     weights = np.array([1.0 / counts[source] for source in sources])
+    if balance_classes:
+        classes = np.array([labels[i] for i in rows])
+        for value in np.unique(classes):
+            weights[classes == value] /= weights[classes == value].sum()
     return (weights * len(weights) / weights.sum()).tolist()
 
 
@@ -681,14 +694,18 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
         views = token_views(model, processor, dataset, data_args, training_args)
         train_set = datasets.concatenate_datasets([tokens.select(train_rows) for tokens in views])
         if data_args.balance_sources:
-            train_set = train_set.add_column("weight", source_weights(dataset, train_rows) * len(views))
+            train_set = train_set.add_column(
+                "weight", source_weights(dataset, train_rows, data_args.balance_classes) * len(views)
+            )
             train_set = train_set.with_format("torch", columns=[*TOKEN_COLUMNS, "label", "weight"])
         eval_sets = {name: views[0].select(rows) for name, rows in eval_rows.items()}
         eval_inputs = eval_sets
     else:
         train_set = dataset.select(train_rows)
         if data_args.balance_sources:
-            train_set = train_set.add_column("weight", source_weights(dataset, train_rows))
+            train_set = train_set.add_column(
+                "weight", source_weights(dataset, train_rows, data_args.balance_classes)
+            )
         train_set = with_transform(
             train_set, processor, training_augmentation(processor, data_args), teachers
         )
