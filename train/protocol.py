@@ -15,7 +15,7 @@ From the held-out scores each run writes (``validation_scores.csv``, calibrated 
 without the fold's left-out sources) it prints three tables: each left-out family's ROC AUC against
 real photos of similar size; each left-out kind of real photo's verdict shares (by sex and age where
 the file names say), with the worst fold beside the mean; and calibration and verdicts on held-out
-files. A fold already run (its ``all_results.json`` exists) is read back, not run again; with a recipe
+files. A fold already run (its ``model.safetensors`` exists) is read back, not run again; with a recipe
 that caches CLIP tokens, every fold reads the same cache. train/probe_heads.py prints the same tables
 for scikit-learn heads on that cache, in seconds a fold.
 """
@@ -75,7 +75,8 @@ def run_fold(config: Path, output_dir: Path, fold: str, extra: list[str]) -> Pat
     """Train one fold (unless done already); returns its folder. The final run exports where the
     config says; a fold exports into its own folder only."""
     heldout, exclude = fold_split(fold, json.loads(config.read_text()))
-    if not (output_dir / "all_results.json").is_file():
+    # Trainer writes all_results.json when training ends, before the model is scored and saved.
+    if not (output_dir / "model.safetensors").is_file():
         argv = ["--config", str(config), "--output_dir", str(output_dir)]
         if heldout is not None:
             argv += ["--heldout_sources", *heldout, "--export_dir", str(output_dir / "model")]
