@@ -24,7 +24,7 @@ SET_NAMES = {
 PROTOCOL_HEADING = "## Leave-one-generator-out protocol"
 CALIBRATION_HEADING = "## Calibration and verdicts"
 TUNED = {
-    "head": "the head only (backbone frozen; its class tokens computed once per crop and view, cached)",
+    "head": "the head only (backbone frozen; its tokens computed once per crop and view, cached)",
     "layernorm": "the head and every layer norm of the backbone",
     "lora": "the head and a LoRA adapter (peft) on the attention projections",
     "full": "every weight",
@@ -120,13 +120,20 @@ def plot_confusion(scores: np.ndarray, labels: np.ndarray, threshold: float, tit
     plt.close(figure)
 
 
+def blocks(layers: list[int], noun: str) -> str:
+    """``[11]`` -> "token of block 11"; ``[9, 11]`` -> "tokens of blocks 9, 11"."""
+    if len(layers) == 1:
+        return f"{noun} of block {layers[0]}"
+    return f"{noun}s of blocks {', '.join(map(str, layers))}"
+
+
 def describe_base(model_args, config: dict) -> str:
     """What the model was built on, in one Markdown line."""
     if config.get("model_type") == "realfake_clip":
         layers = config.get("feature_layers") or []
-        reads = [f"the class tokens of blocks {', '.join(map(str, layers))}"] if layers else []
+        reads = [f"the class {blocks(layers, 'token')}"] if layers else []
         if pooled := config.get("pooled_layers"):
-            reads.append(f"the mean patch tokens of blocks {', '.join(map(str, pooled))}")
+            reads.append(f"the mean patch {blocks(pooled, 'token')}")
         if config.get("use_projection"):
             reads.append("CLIP's projected image embedding")
         lora = config.get("lora") or {}
@@ -140,7 +147,7 @@ def describe_base(model_args, config: dict) -> str:
         )
         return (
             f"OpenAI's CLIP ViT-B/16 image tower ({origin}), with a linear head on "
-            f"{' and '.join(reads)}, each feature standardised. Trained: {tuned}. This folder holds only "
+            f"{', '.join(reads[:-1])}{' and ' if len(reads) > 1 else ''}{reads[-1]}, each feature standardised. Trained: {tuned}. This folder holds only "
             "the trained weights; realfake loads the base under them"
         )
     return model_args.model_name_or_path or (
