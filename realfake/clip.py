@@ -151,10 +151,6 @@ class RealfakeClipForImageClassification(PreTrainedModel):
             patches = torch.stack([state[:, 1:].mean(1) for state in hidden[1:]], dim=1)
             return vision.post_layernorm(tokens).float(), vision.post_layernorm(patches).float()
 
-    def class_tokens(self, pixel_values: torch.Tensor, bf16: bool = False) -> torch.Tensor:
-        """The class token after every block, through the final layer norm: (batch, layers, hidden)."""
-        return self.block_tokens(pixel_values, bf16=bf16)[0]
-
     def head_features(
         self, class_tokens: torch.Tensor, patch_means: torch.Tensor | None = None
     ) -> torch.Tensor:

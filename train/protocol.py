@@ -29,13 +29,14 @@ import sys
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from realfake.calibration import VERDICTS_KEY, VerdictThresholds  # noqa: E402
+from realfake.calibration import VerdictThresholds  # noqa: E402
 from train import train  # noqa: E402
 from train.calibrate import FIGURES_FILE, calibrate_run, share_text  # noqa: E402
 from train.card import PROTOCOL_HEADING, replace_section  # noqa: E402
@@ -119,12 +120,7 @@ def read_scores(run: Path) -> tuple[list[dict], float, VerdictThresholds]:
         ]  # fmt: skip
     config = json.loads((run / "config.json").read_text())
     threshold = float(config["realfake_threshold"])
-    stored = config.get(VERDICTS_KEY)
-    bands = (
-        VerdictThresholds(float(stored["real_at_most"]), float(stored["fake_at_least"]))
-        if stored
-        else VerdictThresholds.binary(threshold)
-    )
+    bands = VerdictThresholds.from_config(SimpleNamespace(**config)) or VerdictThresholds.binary(threshold)
     return rows, threshold, bands
 
 
@@ -262,6 +258,15 @@ def groups_text(groups: dict) -> str:
     )
 
 
+def real_row(name: str, entry: dict) -> str:
+    """One table row of how a set of real faces was judged (see :func:`real_kind_figures`)."""
+    verdicts = entry["verdicts"]
+    return (
+        f"| {name} | {entry['n']} | {share_text(verdicts['fake'])} | {share_text(verdicts['uncertain'])} "
+        f"| {auc_text(entry['roc_auc'])} | {groups_text(entry['groups'])} |"
+    )
+
+
 def format_real_folds(results: dict) -> str:
     """One Markdown table: each kind of real photo left out of training, how its faces were judged,
     and the worst and mean over the folds; then the final model's held-out real sources."""
@@ -271,12 +276,7 @@ def format_real_folds(results: dict) -> str:
         "| --- | --- | --- | --- | --- | --- |",
     ]
     folds = list(results["real_folds"].values())
-    for entry in folds:
-        verdicts = entry["verdicts"]
-        lines.append(
-            f"| {entry['left_out']} | {entry['n']} | {share_text(verdicts['fake'])} | "
-            f"{share_text(verdicts['uncertain'])} | {auc_text(entry['roc_auc'])} | {groups_text(entry['groups'])} |"
-        )
+    lines += [real_row(entry["left_out"], entry) for entry in folds]
     if folds:
         fake = [entry["verdicts"]["fake"] or 0.0 for entry in folds]
         uncertain = [entry["verdicts"]["uncertain"] or 0.0 for entry in folds]
@@ -294,12 +294,7 @@ def format_real_folds(results: dict) -> str:
             "| ROC AUC against held-out fakes | fake, by group |",
             "| --- | --- | --- | --- | --- | --- |",
         ]
-        for source, entry in final["real_sources"].items():
-            verdicts = entry["verdicts"]
-            lines.append(
-                f"| {source} | {entry['n']} | {share_text(verdicts['fake'])} | {share_text(verdicts['uncertain'])} "
-                f"| {auc_text(entry['roc_auc'])} | {groups_text(entry['groups'])} |"
-            )
+        lines += [real_row(source, entry) for source, entry in final["real_sources"].items()]
     return "\n".join(lines)
 
 
