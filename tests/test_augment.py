@@ -1,4 +1,5 @@
-"""train/augment.py's user-photo looks on a real face photo: sizes kept, pixels changed, seeded."""
+"""train/augment.py's user-photo looks and thumbnails on a real face photo: sizes kept, pixels changed,
+seeded; and the cached views' augmentation settings (train.view_settings)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ import random
 
 import numpy as np
 import pytest
+import torch
 from conftest import REAL_FACES
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from train import train
 from train.augment import (
     UPLOAD_LOOKS,
     RandomBackgroundBlur,
+    RandomThumbnail,
     RandomUploadLook,
     build_train_augmentation,
 )
@@ -89,13 +92,81 @@ def test_train_augmentation_with_upload_looks_gives_square_rgb():
         assert out.size == (SIZE, SIZE) and out.mode == "RGB"
 
 
-def test_augment_key_leaves_out_upload_looks_while_off():
+@pytest.mark.parametrize("setting", train.LATER_AUG_SETTINGS)
+def test_augment_key_leaves_out_later_settings_while_off(setting):
     data_args = train.DataArguments(dataset_dir="data")
-    assert data_args.aug_upload_p == 0.0
+    assert getattr(data_args, setting) == 0.0
     before = json.dumps(
-        {k: v for k, v in vars(data_args).items() if k.startswith("aug_") and k != "aug_upload_p"}
+        {
+            k: v
+            for k, v in vars(data_args).items()
+            if k.startswith("aug_") and k not in train.LATER_AUG_SETTINGS
+        }
     )
     assert train.augment_key(data_args) == before
-    data_args.aug_upload_p = 0.5
+    setattr(data_args, setting, 0.5)
     assert train.augment_key(data_args) != before
-    assert json.loads(train.augment_key(data_args))["aug_upload_p"] == 0.5
+    assert json.loads(train.augment_key(data_args))[setting] == 0.5
+
+
+def detail(image: Image.Image) -> float:
+    """Mean absolute difference between neighbouring pixels: what a thumbnail loses."""
+    grey = pixels(image.convert("L"))
+    return float(np.abs(np.diff(grey, axis=1)).mean() + np.abs(np.diff(grey, axis=0)).mean())
+
+
+def test_thumbnail_keeps_size_and_loses_detail(face):
+    sharp = face.resize((512, 512), Image.Resampling.BICUBIC).filter(ImageFilter.UnsharpMask(2, 200, 0))
+    for seed in range(5):
+        random.seed(seed)
+        out = RandomThumbnail()(sharp)
+        assert out.size == sharp.size and out.mode == "RGB"
+        assert detail(out) < 0.8 * detail(sharp)
+
+
+def test_thumbnail_leaves_an_image_already_that_small_alone(face):
+    small = face.resize((48, 48))
+    random.seed(0)
+    assert RandomThumbnail()(small).size == (48, 48)
+    assert np.array_equal(np.asarray(RandomThumbnail()(small)), np.asarray(small))
+
+
+def test_augmentation_without_thumbnails_draws_as_before(face):
+    def seeded(augment) -> np.ndarray:
+        random.seed(3)
+        torch.manual_seed(3)  # the crop and the colour jitter draw from torch
+        return np.asarray(augment(face))
+
+    before = seeded(build_train_augmentation(SIZE))
+    assert np.array_equal(seeded(build_train_augmentation(SIZE, thumbnail_p=0.0)), before)
+    assert not np.array_equal(seeded(build_train_augmentation(SIZE, thumbnail_p=1.0)), before)
+
+
+def test_view_settings_add_one_view_per_extra_entry():
+    data_args = train.DataArguments(
+        dataset_dir="data",
+        feature_views=2,
+        extra_views=["aug_thumbnail_p=1.0", "aug_upload_p=0.5,aug_jpeg_p=1"],
+    )
+    views = train.view_settings(data_args)
+    assert len(views) == 4
+    assert train.augment_key(views[0]) == train.augment_key(views[1]) == train.augment_key(data_args)
+    assert views[2].aug_thumbnail_p == 1.0 and views[2].aug_upload_p == 0.0
+    assert (views[3].aug_upload_p, views[3].aug_jpeg_p, views[3].aug_thumbnail_p) == (0.5, 1.0, 0.0)
+    assert len({train.augment_key(view) for view in views}) == 3
+    assert data_args.aug_thumbnail_p == 0.0  # the run's own settings are left as they were
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("thumbnail=1", "is not aug_SETTING=VALUE"),
+        ("aug_nothing=1", "is not aug_SETTING=VALUE"),
+        ("aug_thumbnail_p=", "is not aug_SETTING=VALUE"),
+        ("aug_thumbnail_p=much", "aug_thumbnail_p needs a float"),
+    ],
+)
+def test_a_malformed_extra_view_is_one_sentence(entry, message):
+    data_args = train.DataArguments(dataset_dir="data", extra_views=[entry])
+    with pytest.raises(SystemExit, match=message):
+        train.view_settings(data_args)

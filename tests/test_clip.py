@@ -42,6 +42,9 @@ def clip_base(tmp_path_factory):
     return folder
 
 
+VIEWS = ("--feature_views", "1", "--extra_views", "aug_thumbnail_p=1.0")  # three cached views in all
+
+
 def clip_args(crops, output, base, *extra):  # noqa: F811
     args = train_args(crops, output, *CLIP_FLAGS, *extra)
     at = args.index("--image_size")  # the tiny ConvNeXt flags do not apply to a CLIP base
@@ -54,7 +57,7 @@ def head_run(crops, clip_base, tmp_path_factory):  # noqa: F811
     output = tmp_path_factory.mktemp("clip-head")
     metrics = train.main(
         clip_args(
-            crops, output, clip_base, "--feature_views", "2", "--balance_sources", "--pooled_layers", "2"
+            crops, output, clip_base, *VIEWS, "--balance_sources", "--pooled_layers", "2"
         )
     )
     return output, metrics, crops
@@ -99,7 +102,7 @@ def test_the_second_run_reads_the_cached_tokens(crops, clip_base, head_run, tmp_
 
     monkeypatch.setattr(RealfakeClipForImageClassification, "block_tokens", no_backbone)
     train.main(
-        clip_args(crops, tmp_path / "again", clip_base, "--feature_views", "2", "--pooled_layers", "1")
+        clip_args(crops, tmp_path / "again", clip_base, *VIEWS, "--pooled_layers", "1")
     )
 
 

@@ -58,6 +58,38 @@ class RandomDownUp:
         return image.resize(small, random.choice(RESAMPLES)).resize(image.size, random.choice(RESAMPLES))
 
 
+class RandomThumbnail:
+    """Shrink to a thumbnail whose longer side is a random ``size`` in pixels, JPEG it half the time,
+    and scale it back, as a face from a small photo or a group shot is.
+
+    Unlike ``RandomDownUp``'s relative factor, the size is absolute, so that both classes have
+    faces as small as the smallest source's and a face's size says nothing about its class: without
+    it, a model trained where only generated faces are 128 px thumbnails calls real thumbnails fake.
+    """
+
+    def __init__(
+        self, p: float = 1.0, size: tuple[int, int] = (56, 160), quality: tuple[int, int] = (60, 95)
+    ) -> None:
+        self.p, self.size, self.quality = p, size, quality
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        if random.random() >= self.p:
+            return image
+        image = image.convert("RGB")
+        scale = random.randint(*self.size) / max(image.size)
+        if scale >= 1.0:
+            return image
+        small = image.resize(
+            (max(8, round(image.width * scale)), max(8, round(image.height * scale))),
+            random.choice(RESAMPLES),
+        )
+        if random.random() < 0.5:
+            buffer = io.BytesIO()
+            small.save(buffer, "JPEG", quality=random.randint(*self.quality))
+            small = Image.open(buffer).convert("RGB")
+        return small.resize(image.size, random.choice(RESAMPLES))
+
+
 class RandomBlur:
     """A slight Gaussian blur, with probability ``p``."""
 
@@ -246,17 +278,21 @@ def build_train_augmentation(
     rescale_min: float = 0.35,
     blur_p: float = 0.2,
     upload_p: float = 0.0,
+    thumbnail_p: float = 0.0,
 ) -> Callable[[Image.Image], Image.Image]:
     """The training augmentation: one PIL image in, one ``size`` x ``size`` RGB image out.
 
     Geometry first (random resized crop around the face, flip), then colour, then with
     probability ``upload_p`` one user-photo look (``RandomUploadLook``), then the damage a photo
-    takes online (down-and-up scaling, blur, JPEG), JPEG last as it usually is.
+    takes online (with probability ``thumbnail_p`` a thumbnail's size, down-and-up scaling, blur,
+    JPEG), JPEG last as it usually is.
     """
     crop = RandomResizedCrop(size, scale=(min_scale, 1.0), ratio=(0.9, 1.1))
     jitter = ColorJitter(brightness=color, contrast=color, saturation=color, hue=color / 10)
     upload = RandomUploadLook(upload_p)
     damage = [RandomDownUp(rescale_p, rescale_min), RandomBlur(blur_p), RandomJPEG(jpeg_p, jpeg_quality)]
+    if thumbnail_p > 0:  # off draws nothing, as with upload_p
+        damage.insert(0, RandomThumbnail(thumbnail_p))
 
     def augment(image: Image.Image) -> Image.Image:
         image = crop(image.convert("RGB"))

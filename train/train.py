@@ -33,7 +33,7 @@ import shutil
 import sys
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import datasets
@@ -82,7 +82,7 @@ logger = logging.getLogger("train")
 TOKENS_VERSION = 2  # bump when the cached CLIP tokens change meaning, to invalidate every cache
 TOKEN_COLUMNS = ("class_tokens", "patch_means")  # what cache_class_tokens stores per crop
 # aug_* settings added after caches were built: left out of augment_key at 0.0, so those caches still match
-LATER_AUG_SETTINGS = ("aug_upload_p",)
+LATER_AUG_SETTINGS = ("aug_upload_p", "aug_thumbnail_p")
 SCRATCH_BUILDERS = {"convnext": convnext_from_scratch, "vit": vit_from_scratch}
 MODEL_FILES = (
     "config.json",
@@ -216,6 +216,14 @@ class DataArguments:
             "cached and trained on, besides the crop itself."
         },
     )
+    extra_views: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "--tune head on a CLIP base: one more cached view per entry, augmented with these "
+            "--aug_* settings changed (aug_thumbnail_p=1.0; comma-separated for several), after the "
+            "--feature_views views."
+        },
+    )
     balance_sources: bool = field(
         default=False,
         metadata={
@@ -266,6 +274,13 @@ class DataArguments:
         metadata={
             "help": "Probability of one user-photo look (phone sharpening or noise reduction, HDR tone "
             "curve, skin smoothing, background blur, screenshot), for both classes."
+        },
+    )
+    aug_thumbnail_p: float = field(
+        default=0.0,
+        metadata={
+            "help": "Probability of shrinking a crop to a thumbnail (56-160 px, JPEG half the time) and back, "
+            "for both classes, so that a face's size says nothing about its class."
         },
     )
 
@@ -534,6 +549,7 @@ def training_augmentation(processor, data_args: DataArguments):
         rescale_min=data_args.aug_rescale_min,
         blur_p=data_args.aug_blur_p,
         upload_p=data_args.aug_upload_p,
+        thumbnail_p=data_args.aug_thumbnail_p,
     )
 
 
@@ -608,17 +624,41 @@ def cache_class_tokens(
     return tokens.with_format("torch", columns=[*TOKEN_COLUMNS, "label"])
 
 
+def view_settings(data_args: DataArguments) -> list[DataArguments]:
+    """The augmentation settings of each augmented view: ``--feature_views`` times the run's own,
+    then one per ``--extra_views`` entry with its ``aug_*=value`` changes."""
+    views = [data_args] * data_args.feature_views
+    for entry in data_args.extra_views:
+        changes = {}
+        for change in entry.split(","):
+            name, _, value = change.partition("=")
+            name = name.strip()
+            if not name.startswith("aug_") or not hasattr(data_args, name) or not value:
+                raise SystemExit(f"train: error: --extra_views: {change!r} is not aug_SETTING=VALUE.")
+            kind = type(getattr(data_args, name))
+            try:
+                changes[name] = kind(json.loads(value.strip()))
+            except (ValueError, TypeError):
+                raise SystemExit(f"train: error: --extra_views: {name} needs a {kind.__name__}.") from None
+        views.append(replace(data_args, **changes))
+    return views
+
+
 def token_views(model, processor, dataset, data_args: DataArguments, training_args) -> list[datasets.Dataset]:
-    """The cached tokens of every crop as it is (first) and of its ``--feature_views``
-    augmented copies, computed where not cached yet."""
-    augment = training_augmentation(processor, data_args)
-    return [
-        cache_class_tokens(
-            model, processor, dataset, view, augment, augment_key(data_args), training_args.seed,
-            training_args.per_device_eval_batch_size,
-        )
-        for view in range(1 + data_args.feature_views)
-    ]  # fmt: skip
+    """The cached tokens of every crop as it is (first) and of each augmented view
+    (``view_settings``), computed where not cached yet."""
+    views = [
+        cache_class_tokens(model, processor, dataset, 0, batch_size=training_args.per_device_eval_batch_size)
+    ]
+    for view, settings in enumerate(view_settings(data_args), start=1):
+        augment = training_augmentation(processor, settings)
+        views.append(
+            cache_class_tokens(
+                model, processor, dataset, view, augment, augment_key(settings), training_args.seed,
+                training_args.per_device_eval_batch_size,
+            )
+        )  # fmt: skip
+    return views
 
 
 def final_scores(
@@ -685,6 +725,11 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
     cached = uses_cached_tokens(model)
     if cached:
         check_cached_tokens(model_args, data_args)
+        view_settings(data_args)  # a malformed --extra_views entry fails before the data
+    elif data_args.extra_views:
+        raise SystemExit(
+            "train: error: --extra_views are cached views: they need --tune head on a CLIP base."
+        )
     dataset, margin = load_data(data_args)
     train_rows, eval_rows = split_rows(dataset, data_args, training_args.seed)
     model.config.update(
