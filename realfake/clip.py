@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 MODEL_TYPE = "realfake_clip"
 TUNE_MODES = ("head", "layernorm", "lora", "full")
+ENGINES = ("torch", "onnxruntime")  # what runs the frozen backbone at inference (realfake.engine)
 LORA_DEFAULTS = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
 _NORM_KEYS = ("layer_norm", "layrnorm")  # CLIP spells its outer norms "pre_layrnorm", "post_layernorm"
 
@@ -60,6 +61,7 @@ class RealfakeClipConfig(PretrainedConfig):
         lora: dict | None = None,
         bf16_inference: bool = True,
         pooled_layers: Sequence[int] = (),
+        backbone_engine: str = "torch",
         **kwargs,
     ) -> None:
         if isinstance(vision_config, dict):
@@ -74,6 +76,11 @@ class RealfakeClipConfig(PretrainedConfig):
         self.tune = tune
         self.lora = {**LORA_DEFAULTS, **(lora or {})} if tune == "lora" else None
         self.bf16_inference = bool(bf16_inference)
+        if backbone_engine not in ENGINES:
+            raise ValueError(f"backbone_engine must be one of {', '.join(ENGINES)}, not {backbone_engine!r}.")
+        if backbone_engine == "onnxruntime" and tune != "head":
+            raise ValueError("backbone_engine onnxruntime runs the base's own weights: it needs tune head.")
+        self.backbone_engine = backbone_engine
         layers = self.vision_config.num_hidden_layers
         for name in ("feature_layers", "pooled_layers"):
             bad = [layer for layer in getattr(self, name) if not 1 <= layer <= layers]
@@ -141,15 +148,40 @@ class RealfakeClipForImageClassification(PreTrainedModel):
         """The class token after every block and the mean of its patch tokens, each through the
         final layer norm: two (batch, layers, hidden) tensors, from one forward pass.
 
-        ``bf16`` runs the backbone in bfloat16 autocast on the CPU, which realfake asks for where
-        :func:`fast_bf16` says so: about twice as fast as float32 there, the same features to 1e-3.
+        Where the config's ``backbone_engine`` is ``onnxruntime``, inference on the CPU (no
+        gradient asked for) runs the int8 graph (:mod:`realfake.engine`); gradients (heatmaps,
+        training the backbone) always come from torch. ``bf16`` runs torch's backbone in bfloat16
+        autocast on the CPU, which realfake asks for where :func:`fast_bf16` says so: about twice as
+        fast as float32 there, the same features to 1e-3.
         """
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            vision = self.backbone.vision_model
-            hidden = vision(pixel_values=pixel_values, output_hidden_states=True).hidden_states
-            tokens = torch.stack([state[:, 0] for state in hidden[1:]], dim=1)
-            patches = torch.stack([state[:, 1:].mean(1) for state in hidden[1:]], dim=1)
+        vision, on_engine = self.backbone.vision_model, self.serves_on_engine(pixel_values)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16 and not on_engine):
+            if on_engine:
+                hidden = self.engine().hidden_states(pixel_values)
+            else:
+                hidden = vision(pixel_values=pixel_values, output_hidden_states=True).hidden_states[1:]
+            tokens = torch.stack([state[:, 0] for state in hidden], dim=1)
+            patches = torch.stack([state[:, 1:].mean(1) for state in hidden], dim=1)
             return vision.post_layernorm(tokens).float(), vision.post_layernorm(patches).float()
+
+    def serves_on_engine(self, pixel_values: torch.Tensor) -> bool:
+        """Whether ONNX Runtime runs the backbone for these pixels (see :meth:`block_tokens`)."""
+        return (
+            self.config.backbone_engine == "onnxruntime"
+            and pixel_values.device.type == "cpu"
+            and not torch.is_grad_enabled()
+        )
+
+    def engine(self):
+        """The ONNX Runtime session of the base's int8 graph, opened on first use."""
+        if getattr(self, "_engine", None) is None:
+            from .base import engine_file
+            from .engine import OnnxBackbone
+
+            self._engine = OnnxBackbone(
+                engine_file(self.config.base_model), self.config.vision_config.num_hidden_layers
+            )
+        return self._engine
 
     def head_features(
         self, class_tokens: torch.Tensor, patch_means: torch.Tensor | None = None
@@ -284,6 +316,7 @@ def fast_bf16(model) -> bool:
     it (``bf16_inference``), on a CPU with native bfloat16 (AVX-512 BF16 or AMX)."""
     return (
         isinstance(model, RealfakeClipForImageClassification)
+        and model.config.backbone_engine == "torch"
         and model.config.bf16_inference
         and model.device.type == "cpu"
         and torch.backends.cpu.get_cpu_capability() in ("AVX512", "AMX")

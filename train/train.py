@@ -136,6 +136,14 @@ class ModelArguments:
             "and cached), layernorm, lora (a peft adapter on the attention projections) or full."
         },
     )
+    backbone_engine: str = field(
+        default="torch",
+        metadata={
+            "help": "CLIP base, --tune head: what runs the frozen backbone, for the token cache and at "
+            "inference: torch (float32, bfloat16 where the CPU has it) or onnxruntime (the base's int8 "
+            "graph, fast on every CPU; see realfake/engine.py). The head learns that engine's tokens."
+        },
+    )
     lora_r: int = field(default=8, metadata={"help": "--tune lora: the adapter's rank."})
     lora_alpha: int = field(default=16, metadata={"help": "--tune lora: the adapter's scale numerator."})
     mirror_average: bool = field(
@@ -404,6 +412,7 @@ def build_model(model_args: ModelArguments):
                 use_projection=model_args.use_projection,
                 tune=model_args.tune,
                 lora={"r": model_args.lora_r, "lora_alpha": model_args.lora_alpha},
+                backbone_engine=model_args.backbone_engine,
                 num_labels=2,
                 id2label=ID2LABEL,
                 label2id=LABEL2ID,
@@ -594,6 +603,7 @@ def cache_class_tokens(
         dataset._fingerprint,
         model.config.base_model,
         model.config.bf16_inference,
+        *(["onnxruntime"] if model.config.backbone_engine == "onnxruntime" else []),  # torch: keys as before
         processor.to_json_string(),
         view,
         [seed, augment_key] if view else None,
