@@ -145,9 +145,15 @@ def describe_base(model_args, config: dict) -> str:
             if base == BASE_ALIAS
             else f"`{base}`"
         )
+        engine = (
+            ". The frozen backbone runs on ONNX Runtime, on the int8 graph itself (`realfake/engine.py`), "
+            "in training as at inference, so the head learnt that engine's tokens"
+            if config.get("backbone_engine") == "onnxruntime"
+            else ""
+        )
         return (
             f"OpenAI's CLIP ViT-B/16 image tower ({origin}), with a linear head on "
-            f"{', '.join(reads[:-1])}{' and ' if len(reads) > 1 else ''}{reads[-1]}, each feature standardised. Trained: {tuned}. This folder holds only "
+            f"{', '.join(reads[:-1])}{' and ' if len(reads) > 1 else ''}{reads[-1]}, each feature standardised. Trained: {tuned}{engine}. This folder holds only "
             "the trained weights; realfake loads the base under them"
         )
     return model_args.model_name_or_path or (
@@ -242,6 +248,8 @@ def write_model_card(
         )
     }
     augmentation = {k: v for k, v in asdict(data_args).items() if k.startswith("aug_")}
+    if getattr(data_args, "extra_views", None):  # cached views with their own settings (train.view_settings)
+        augmentation["extra_views"] = data_args.extra_views
     front = [
         "---",
         "library_name: transformers",
@@ -326,7 +334,8 @@ Held-out sources:
 Data: {data_args.dataset_dir or data_args.dataset_name} (face crops from `train/prepare.py`).
 Hyperparameters: {json.dumps(hyper)}.
 Augmentation (random resized crop and flip, colour jitter, then down-and-up scaling, blur and JPEG
-re-compression): {json.dumps(augmentation)}.
+re-compression; `extra_views`: more augmented copies of every crop with those settings changed):
+{json.dumps(augmentation)}.
 
 ## Intended use and limits
 
