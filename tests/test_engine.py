@@ -37,8 +37,8 @@ def engine_model() -> RealfakeClipForImageClassification:
 @pytest.fixture(scope="module")
 def pixels() -> torch.Tensor:
     processor = AutoImageProcessor.from_pretrained(base.resolve_base(base.BASE_ALIAS))
-    crops = [Image.open(path).convert("RGB") for path in REAL_FACES[:2]]
-    return processor(images=crops, return_tensors="pt")["pixel_values"]
+    faces = [Image.open(path).convert("RGB") for path in REAL_FACES[:2]]
+    return processor(images=faces, return_tensors="pt")["pixel_values"]
 
 
 def test_the_engine_is_built_again_where_a_base_lacks_it(engine_model):
