@@ -56,9 +56,7 @@ def clip_args(crops, output, base, *extra):  # noqa: F811
 def head_run(crops, clip_base, tmp_path_factory):  # noqa: F811
     output = tmp_path_factory.mktemp("clip-head")
     metrics = train.main(
-        clip_args(
-            crops, output, clip_base, *VIEWS, "--balance_sources", "--pooled_layers", "2"
-        )
+        clip_args(crops, output, clip_base, *VIEWS, "--balance_sources", "--pooled_layers", "2")
     )
     return output, metrics, crops
 
@@ -101,9 +99,7 @@ def test_the_second_run_reads_the_cached_tokens(crops, clip_base, head_run, tmp_
         raise AssertionError("the backbone ran although its tokens were cached")
 
     monkeypatch.setattr(RealfakeClipForImageClassification, "block_tokens", no_backbone)
-    train.main(
-        clip_args(crops, tmp_path / "again", clip_base, *VIEWS, "--pooled_layers", "1")
-    )
+    train.main(clip_args(crops, tmp_path / "again", clip_base, *VIEWS, "--pooled_layers", "1"))
 
 
 @pytest.mark.parametrize("tune", ["layernorm", "lora"])
