@@ -9,6 +9,7 @@ import json
 
 import datasets
 import numpy as np
+import onnx
 import pytest
 import torch
 from conftest import REAL_FACES
@@ -21,7 +22,7 @@ from transformers import AutoImageProcessor
 import realfake
 from realfake import base
 from realfake.clip import RealfakeClipConfig, RealfakeClipForImageClassification
-from realfake.engine import ENGINE_FILE, block_outputs
+from realfake.engine import ENGINE_FILE, OUTPUTS_KEY, OnnxBackbone, block_outputs
 from realfake.errors import ModelError
 from train import train
 
@@ -46,6 +47,18 @@ def test_the_engine_is_built_again_where_a_base_lacks_it(engine_model):
     path.unlink(missing_ok=True)  # as a base built before realfake had engines
     assert base.engine_file(base.BASE_ALIAS) == path and path.is_file()
     assert not list(base.base_dir().glob("*.partial"))
+    graph = onnx.load(str(path))
+    stored = {prop.key: prop.value for prop in graph.metadata_props}
+    assert json.loads(stored[OUTPUTS_KEY]) == block_outputs(graph.graph, 12) == OnnxBackbone(path).outputs
+
+
+def test_an_engine_built_before_it_named_its_outputs_still_loads(engine_model, tmp_path):
+    graph = onnx.load(str(base.engine_file(base.BASE_ALIAS)))
+    names = block_outputs(graph.graph, 12)
+    del graph.metadata_props[:]  # as an engine built before the names were stored
+    older = tmp_path / ENGINE_FILE
+    onnx.save(graph, str(older))
+    assert OnnxBackbone(older).outputs == names
 
 
 def test_every_block_of_the_engine_is_close_to_torch(engine_model, pixels):
