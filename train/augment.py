@@ -30,6 +30,18 @@ RESAMPLES = (
 )
 
 
+def _scaled(image: Image.Image, factor: float) -> tuple[int, int]:
+    """``image``'s size times ``factor``, at least 8 px a side."""
+    return max(8, round(image.width * factor)), max(8, round(image.height * factor))
+
+
+def _encoded(image: Image.Image, format: str, **options) -> Image.Image:
+    """``image`` saved as ``format`` (with Pillow's save ``options``) and read back, as RGB."""
+    buffer = io.BytesIO()
+    image.save(buffer, format, **options)
+    return Image.open(buffer).convert("RGB")
+
+
 class RandomJPEG:
     """Re-encode as JPEG at a random quality, with probability ``p``."""
 
@@ -39,9 +51,7 @@ class RandomJPEG:
     def __call__(self, image: Image.Image) -> Image.Image:
         if random.random() >= self.p:
             return image
-        buffer = io.BytesIO()
-        image.save(buffer, "JPEG", quality=random.randint(*self.quality))
-        return Image.open(buffer).convert("RGB")
+        return _encoded(image, "JPEG", quality=random.randint(*self.quality))
 
 
 class RandomDownUp:
@@ -53,8 +63,7 @@ class RandomDownUp:
     def __call__(self, image: Image.Image) -> Image.Image:
         if random.random() >= self.p:
             return image
-        factor = random.uniform(self.min_factor, 0.95)
-        small = (max(8, round(image.width * factor)), max(8, round(image.height * factor)))
+        small = _scaled(image, random.uniform(self.min_factor, 0.95))
         return image.resize(small, random.choice(RESAMPLES)).resize(image.size, random.choice(RESAMPLES))
 
 
@@ -79,14 +88,9 @@ class RandomThumbnail:
         scale = random.randint(*self.size) / max(image.size)
         if scale >= 1.0:
             return image
-        small = image.resize(
-            (max(8, round(image.width * scale)), max(8, round(image.height * scale))),
-            random.choice(RESAMPLES),
-        )
+        small = image.resize(_scaled(image, scale), random.choice(RESAMPLES))
         if random.random() < 0.5:
-            buffer = io.BytesIO()
-            small.save(buffer, "JPEG", quality=random.randint(*self.quality))
-            small = Image.open(buffer).convert("RGB")
+            small = _encoded(small, "JPEG", quality=random.randint(*self.quality))
         return small.resize(image.size, random.choice(RESAMPLES))
 
 
@@ -227,21 +231,17 @@ class RandomScreenshot:
         if random.random() >= self.p:
             return image
         image = image.convert("RGB")
-        factor = random.uniform(*self.factor)
-        small = (max(8, round(image.width * factor)), max(8, round(image.height * factor)))
-        shown = image.resize(small, random.choice(RESAMPLES))
+        shown = image.resize(_scaled(image, random.uniform(*self.factor)), random.choice(RESAMPLES))
         gamma, contrast = random.uniform(0.9, 1.1), random.uniform(0.9, 1.1)
         tables: list[int] = []
         for _ in range(3):
             gain = random.uniform(0.96, 1.04)
             tables += _curve_lut(lambda x, gain=gain: ((x**gamma) * gain - 0.5) * contrast + 0.5)
         shown = shown.point(tables)
-        buffer = io.BytesIO()
         if random.random() < 0.5:
-            shown.save(buffer, "PNG")
+            captured = _encoded(shown, "PNG")
         else:
-            shown.save(buffer, "JPEG", quality=random.randint(88, 98))
-        captured = Image.open(buffer).convert("RGB")
+            captured = _encoded(shown, "JPEG", quality=random.randint(88, 98))
         return captured.resize(image.size, random.choice(RESAMPLES))
 
 
