@@ -10,7 +10,7 @@
 import importlib
 from typing import TYPE_CHECKING
 
-from .errors import ImageError, ModelError, RealfakeError
+from .errors import ImageError, ModelError, RealfakeError, VideoError
 
 # The rest is imported on first use, so that `python -m realfake --help` and error paths do not wait
 # for torch and transformers to load.
@@ -24,18 +24,32 @@ _LAZY = {
     "Detector": "pipeline",
     "FaceVerdict": "pipeline",
     "ImageResult": "pipeline",
+    "TrackFrame": "pipeline",
+    "TrackVerdict": "pipeline",
+    "VideoResult": "pipeline",
     "load_detector": "pipeline",
     "Finding": "provenance",
     "Provenance": "provenance",
     "read_provenance": "provenance",
+    "VideoLimits": "video",
+    "read_video": "video",
 }
 
 if TYPE_CHECKING:
     from .classifier import FaceClassifier
     from .faces import Face, FaceDetector, crop_face
     from .images import LoadedImage, load_image
-    from .pipeline import Detector, FaceVerdict, ImageResult, load_detector
+    from .pipeline import (
+        Detector,
+        FaceVerdict,
+        ImageResult,
+        TrackFrame,
+        TrackVerdict,
+        VideoResult,
+        load_detector,
+    )
     from .provenance import Finding, Provenance, read_provenance
+    from .video import VideoLimits, read_video
 
 __all__ = [
     "Detector",
@@ -50,10 +64,16 @@ __all__ = [
     "ModelError",
     "Provenance",
     "RealfakeError",
+    "TrackFrame",
+    "TrackVerdict",
+    "VideoError",
+    "VideoLimits",
+    "VideoResult",
     "crop_face",
     "load_detector",
     "load_image",
     "read_provenance",
+    "read_video",
 ]
 
 

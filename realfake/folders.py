@@ -24,12 +24,13 @@ class LabelledImage(NamedTuple):
     source: str
 
 
-def find_images(folder: Path) -> list[Path]:
-    """Image files (by suffix) below ``folder``, sorted, skipping hidden files and folders."""
+def find_images(folder: Path, suffixes: Sequence[str] = SUFFIXES) -> list[Path]:
+    """Image files (by suffix, or any of ``suffixes``) below ``folder``, sorted, skipping hidden
+    files and folders."""
     return sorted(
         path
         for path in folder.rglob("*")
-        if path.suffix.lower() in SUFFIXES
+        if path.suffix.lower() in suffixes
         and path.is_file()
         and not any(part.startswith(".") for part in path.relative_to(folder).parts)
     )

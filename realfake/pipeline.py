@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from .errors import ImageError, ModelError
 from .faces import Box, FaceDetector, crop_face, whole_frame
 from .images import ImageSource, load_image
 from .provenance import Provenance, read_provenance
+from .tracks import Tracker
+from .video import DEFAULT_FPS, VideoLimits, read_video
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +26,8 @@ MODEL_ENV = "REALFAKE_MODEL"
 REVISION_ENV = "REALFAKE_MODEL_REVISION"
 DEFAULT_MODEL_DIR = Path(__file__).parent / "model"
 FILE_BATCH = 8
+FRAME_BATCH = 8
+KEY_FRAMES = 3
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,94 @@ class ImageResult:
         result["faces"] = [face.to_dict() for face in self.faces]
         result["provenance"] = self.provenance.to_dict() if self.provenance is not None else None
         return result
+
+
+@dataclass(frozen=True)
+class TrackFrame:
+    """One sampled frame of a track: when, where the face is, and its P(fake) in that frame."""
+
+    time: float
+    box: Box
+    detection_score: float
+    fake_probability: float
+
+    def to_dict(self) -> dict:
+        return {
+            "time": round(self.time, 3),
+            "box": [round(v, 2) for v in self.box],
+            "detection_score": round(self.detection_score, 6),
+            "fake_probability": round(self.fake_probability, 6),
+        }
+
+
+@dataclass
+class TrackVerdict:
+    """One person on screen: the span of the track, its frames' scores, and one verdict for all.
+
+    ``fake_probability`` is the frames' P(fake) aggregated as the sigmoid of their mean logit (one
+    odd frame moves it less than a share past the threshold would, and it stays a probability the
+    model's verdict thresholds apply to); ``key_frames`` index the frames that speak most for the
+    verdict (the most fake-looking for fake or uncertain, the most real-looking for real), and
+    ``crops`` are those frames' face crops, as the classifier saw them.
+    """
+
+    id: int
+    frames: list[TrackFrame]
+    fake_probability: float
+    label: str
+    verdict: str
+    key_frames: list[int] = field(default_factory=list)
+    crops: list[Image.Image] = field(default_factory=list, repr=False, compare=False)
+
+    @property
+    def start(self) -> float:
+        return self.frames[0].time
+
+    @property
+    def end(self) -> float:
+        return self.frames[-1].time
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "start": round(self.start, 3),
+            "end": round(self.end, 3),
+            "fake_probability": round(self.fake_probability, 6),
+            "label": self.label,
+            "verdict": self.verdict,
+            "key_frames": self.key_frames,
+            "frames": [frame.to_dict() for frame in self.frames],
+        }
+
+
+@dataclass
+class VideoResult:
+    """The outcome for one video: one verdict per person (track), or the sentence why it failed."""
+
+    path: str
+    width: int | None = None
+    height: int | None = None
+    duration: float | None = None
+    fps: float = DEFAULT_FPS
+    """The rate frames were sampled at, per second."""
+    sampled_frames: int = 0
+    tracks: list[TrackVerdict] = field(default_factory=list)
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+    provenance: Provenance | None = None
+
+    kind = "video"
+
+    def to_dict(self) -> dict:
+        result = {"kind": self.kind}
+        result |= {f.name: getattr(self, f.name) for f in fields(self)}
+        result["tracks"] = [track.to_dict() for track in self.tracks]
+        result["provenance"] = self.provenance.to_dict() if self.provenance is not None else None
+        return result
+
+
+ProgressCallback = Callable[[int, int | None], None]
+"""Called as frames are done: (sampled frames done, sampled frames expected or None if unknown)."""
 
 
 class Detector:
@@ -141,6 +234,89 @@ class Detector:
                 yield from self._flush(pending)
                 pending = []
         yield from self._flush(pending)
+
+    def predict_video(
+        self,
+        path: str | os.PathLike,
+        fps: float = DEFAULT_FPS,
+        threshold: float | None = None,
+        limits: VideoLimits | None = None,
+        progress: ProgressCallback | None = None,
+        provenance: bool = True,
+    ) -> VideoResult:
+        """Every person's face in the video at ``path``, tracked across frames sampled at ``fps``, with
+        one verdict per person (see :class:`TrackVerdict`), numbered in order of appearance.
+
+        Frames are detected and classified in batches; ``progress`` hears after each batch.
+
+        Raises:
+            VideoError: the video cannot be opened or exceeds ``limits`` (see
+                :func:`realfake.video.read_video`); damage part way is a note on the result instead.
+        """
+        threshold = self.threshold if threshold is None else float(threshold)
+        video = read_video(path, fps, limits or VideoLimits())
+        result = VideoResult(path=str(path), duration=video.duration, fps=fps)
+        expected = None if video.duration is None else max(1, math.ceil(video.duration * fps - 1e-6))
+        tracker, seen = Tracker(), {}
+        batch: list = []
+        for frame in (*video.frames, None):
+            if frame is not None:
+                batch.append(frame)
+                if result.width is None:
+                    result.width, result.height = frame.image.size
+            if batch and (frame is None or len(batch) == FRAME_BATCH):
+                self._track_batch(batch, tracker, seen)
+                result.sampled_frames += len(batch)
+                batch = []
+                if progress is not None:
+                    progress(result.sampled_frames, expected)
+        result.notes = video.notes
+        if provenance:
+            result.provenance = read_provenance(path)
+        result.tracks = self._track_verdicts(tracker, seen, threshold)
+        return result
+
+    def _track_batch(self, frames, tracker: Tracker, seen: dict) -> None:
+        """Detect and classify a batch of frames, and link their faces to the tracks."""
+        images = [frame.image for frame in frames]
+        detections = self.faces.detect_batch(images)
+        owners = [i for i, found in enumerate(detections) for _ in found]
+        crops = self._crops([images[i] for i in owners], [face.box for found in detections for face in found])
+        scores = iter(self.classifier.fake_probabilities(crops))
+        crops_of = iter(crops)
+        for frame, found in zip(frames, detections):
+            frame_crops = [next(crops_of) for _ in found]
+            ids = tracker.update(frame.index, [face.box for face in found], frame_crops)
+            for track_id, face, crop in zip(ids, found, frame_crops):
+                score = float(next(scores))
+                entry = seen.setdefault(track_id, {"frames": [], "crops": {}})
+                entry["frames"].append(TrackFrame(frame.time, face.box, face.score, score))
+                _keep_telling(entry["crops"], len(entry["frames"]) - 1, score, crop)
+
+    def _track_verdicts(self, tracker: Tracker, seen: dict, threshold: float) -> list[TrackVerdict]:
+        verdicts_at = self.classifier.verdict_thresholds(threshold)
+        results = []
+        for track in tracker.tracks:
+            entry = seen[track.id]
+            scores = np.array([frame.fake_probability for frame in entry["frames"]])
+            logits = np.log(np.clip(scores, 1e-6, 1 - 1e-6) / np.clip(1 - scores, 1e-6, 1))
+            probability = float(1 / (1 + np.exp(-logits.mean())))
+            verdict = verdicts_at.verdict(probability)
+            # the frames that speak most for the verdict; for "uncertain", the most fake-looking
+            order = sorted(entry["crops"], key=lambda i: scores[i], reverse=verdict != "real")
+            key = order[:KEY_FRAMES]
+            results.append(
+                TrackVerdict(
+                    id=track.id,
+                    frames=entry["frames"],
+                    fake_probability=probability,
+                    label="fake" if probability >= threshold else "real",
+                    verdict=verdict,
+                    key_frames=key,
+                    crops=[entry["crops"][i][1] for i in key],
+                )
+            )
+        return results
 
     def explain(
         self, image: ImageSource, faces: Sequence[FaceVerdict] | None = None
@@ -222,6 +398,16 @@ class Detector:
         """Each box's crop from its image, cut as the classifier was trained on."""
         size, margin = self.classifier.crop_size, self.classifier.crop_margin
         return [crop_face(image, box, size, margin) for image, box in zip(images, boxes)]
+
+
+def _keep_telling(crops: dict[int, tuple[float, Image.Image]], index: int, score: float, crop) -> None:
+    """Keep frame ``index``'s ``crop`` among a track's crops while it is among the KEY_FRAMES most
+    fake-looking or most real-looking so far: a long track holds 2 x KEY_FRAMES crops, not one a frame."""
+    crops[index] = (score, crop)
+    if len(crops) > 2 * KEY_FRAMES:
+        order = sorted(crops, key=lambda i: crops[i][0])
+        for i in order[KEY_FRAMES:-KEY_FRAMES]:
+            del crops[i]
 
 
 def load_detector(

@@ -64,6 +64,15 @@ def detector(tiny_convnext) -> realfake.Detector:
     return realfake.load_detector(tiny_convnext)
 
 
+@pytest.fixture(scope="module")
+def default_detector():
+    """The bundled default model, offline, as a user without settings gets it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        patch.delenv("REALFAKE_MODEL", raising=False)
+        yield realfake.load_detector(device="cpu")
+
+
 def group_photo(faces: list[Path], face_side: int = 220, gap: int = 60) -> tuple[Image.Image, list[tuple]]:
     """The given face photos side by side on a grey wall, and the region each one occupies."""
     width = len(faces) * face_side + (len(faces) + 1) * gap

@@ -9,7 +9,6 @@ import pytest
 from conftest import REPO
 from safetensors.torch import load_file
 
-import realfake
 from realfake.base import BASE_ALIAS
 from realfake.pipeline import DEFAULT_MODEL_DIR
 
@@ -22,14 +21,6 @@ def test_the_default_model_folder_holds_the_trained_head_only():
     weights = load_file(DEFAULT_MODEL_DIR / "model.safetensors")
     assert weights and all(key.startswith(("classifier.", "head_norm.")) for key in weights)
     assert sum(path.stat().st_size for path in DEFAULT_MODEL_DIR.iterdir()) < 10 * 2**20
-
-
-@pytest.fixture(scope="module")
-def default_detector():
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("HF_HUB_OFFLINE", "1")
-        patch.delenv("REALFAKE_MODEL", raising=False)
-        yield realfake.load_detector(device="cpu")
 
 
 @pytest.mark.parametrize(
