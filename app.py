@@ -1,4 +1,5 @@
-"""realfake on Hugging Face Spaces: drop a photo, see every face boxed and labelled real or fake.
+"""realfake on Hugging Face Spaces: drop a photo, see every face boxed and labelled real or fake; drop a
+video, get a verdict per person on screen and each one's scores over time.
 
 UI wiring only: components, events and limits. The work is done by the realfake library.
 The model comes from REALFAKE_MODEL (a Hub id or folder; REALFAKE_MODEL_REVISION pins a revision),
@@ -14,7 +15,7 @@ from pathlib import Path
 import gradio as gr
 
 import realfake
-from realfake.annotate import all_captions, caption, for_display, summary, table_rows
+from realfake.annotate import all_captions, caption, for_display, summary, table_rows, timeline
 from realfake.errors import RealfakeError
 from realfake.provenance import read_provenance
 
@@ -22,7 +23,8 @@ logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)
 log = logging.getLogger("realfake.app")
 
 EXAMPLES = Path(__file__).parent / "examples"
-MAX_FILE_SIZE = "20mb"
+MAX_FILE_SIZE = "100mb"  # a 30 s phone clip is 30-60 MB; photos stay under realfake's own 50 MB limit
+VIDEO_FPS = float(os.environ.get("REALFAKE_VIDEO_FPS", 2))  # frames sampled a second from a video
 # Chosen with benchmarks/load_test.py on a 2-core machine like a free CPU Space (see README);
 # the environment can change them for bigger hardware.
 QUEUE_SIZE = int(os.environ.get("REALFAKE_QUEUE_SIZE", 20))  # waiting beyond this: "queue is full"
@@ -89,6 +91,38 @@ def predict(image: str | None, threshold: float | None = None):
     }
     shown = for_display(loaded.image, verdicts)
     return shown, table_rows(verdicts), sentence, results, file_says(provenance)
+
+
+def predict_video(video: str | None, progress=gr.Progress()):  # noqa: B008 - how Gradio asks for a bar
+    """Every person in a video: a gallery of each one's most telling face crop with its verdict and
+    span, a timeline of their P(fake) over time on the verdict bands, a sentence, the raw results
+    and what the file says about its origin. Plain values only, as /predict."""
+    if video is None:
+        raise gr.Error("Upload a video first.", print_exception=False)
+
+    def report(done: int, total: int | None) -> None:
+        progress((done, total or done), desc="Sampled frames", unit="frames")
+
+    try:
+        result = detector.predict_video(video, fps=VIDEO_FPS, progress=report)
+    except RealfakeError as error:
+        raise gr.Error(str(error), print_exception=False) from None
+    sentence = summary(result.tracks, nouns=("person", "people"))
+    if result.tracks:
+        sentence = f"{sentence[:-1]} in {result.sampled_frames} frames sampled at {result.fps:g} a second."
+    if result.provenance is not None and result.provenance.declares_ai:
+        sentence = f"{result.provenance.summary()} {sentence}"
+    sentence = " ".join([sentence, *result.notes])
+    gallery = [
+        (track.crops[0], f"person {track.id}: {caption(track)}, {track.start:.1f}-{track.end:.1f} s")
+        for track in result.tracks
+        if track.crops
+    ]
+    figure = timeline(result.tracks, classifier.verdict_thresholds(), result.duration)
+    results = result.to_dict() | {"summary": sentence}
+    del results["path"]  # the server's temporary copy; gradio_client would also take it for a file to fetch
+    says = "\n".join(result.provenance.notes) if result.provenance is not None else ""
+    return gallery, figure, sentence, results, says
 
 
 def file_says(provenance) -> str:
@@ -162,69 +196,106 @@ with gr.Blocks(title="realfake: real or generated face?", delete_cache=(3600, 36
         "**uncertain** (amber: the model cannot tell well enough to say), with its calibrated "
         "probability. A first opinion, not proof."
     )
-    with gr.Row():
-        with gr.Column():
-            photo = UploadedImage(label="Photo", type="filepath", sources=["upload", "clipboard"], height=420)
-            with gr.Accordion("Advanced", open=False):
-                threshold = gr.Slider(
-                    0.0,
-                    1.0,
-                    value=detector.threshold,
-                    step=0.01,
-                    label="Decision threshold",
-                    info="The binary label (the API's `label`) is fake when P(fake) reaches this; the "
-                    "verdicts use the model's own two thresholds.",
+    with gr.Tab("Photo", id="photo"):
+        with gr.Row():
+            with gr.Column():
+                photo = UploadedImage(
+                    label="Photo", type="filepath", sources=["upload", "clipboard"], height=420
                 )
-            button = gr.Button("Check faces", variant="primary")
-        with gr.Column():
-            annotated = gr.AnnotatedImage(label="Faces", height=420, color_map=all_captions())
-            verdict = gr.Textbox(label="Verdict", interactive=False)
-            says = gr.Textbox(
-                label="File says",
-                info="What the file states about its own origin (Content Credentials, generator metadata, "
-                "camera data), shown beside the verdict, never instead of it.",
-                interactive=False,
-                lines=2,
-                elem_id="file-says",
+                with gr.Accordion("Advanced", open=False):
+                    threshold = gr.Slider(
+                        0.0,
+                        1.0,
+                        value=detector.threshold,
+                        step=0.01,
+                        label="Decision threshold",
+                        info="The binary label (the API's `label`) is fake when P(fake) reaches this; the "
+                        "verdicts use the model's own two thresholds.",
+                    )
+                button = gr.Button("Check faces", variant="primary")
+            with gr.Column():
+                annotated = gr.AnnotatedImage(label="Faces", height=420, color_map=all_captions())
+                verdict = gr.Textbox(label="Verdict", interactive=False)
+                says = gr.Textbox(
+                    label="File says",
+                    info="What the file states about its own origin (Content Credentials, generator metadata, "
+                    "camera data), shown beside the verdict, never instead of it.",
+                    interactive=False,
+                    lines=2,
+                    elem_id="file-says",
+                )
+        table = gr.Dataframe(headers=TABLE_HEADERS, label="Faces found", interactive=False)
+        with gr.Accordion("Explain: what pushed each score towards fake", open=False):
+            gr.Markdown(
+                "Each face's crop, as the model saw it, beside a heatmap (Grad-CAM): red where the crop "
+                "pushed the score towards *fake* most, blue where least. It shows where the score came "
+                "from, not proof of where an image was edited or generated; every face gets a map, even "
+                "one judged real."
             )
-    table = gr.Dataframe(headers=TABLE_HEADERS, label="Faces found", interactive=False)
-    with gr.Accordion("Explain: what pushed each score towards fake", open=False):
+            explain_button = gr.Button("Explain", variant="secondary")
+            heatmaps = gr.Gallery(
+                label="Crops and heatmaps", columns=4, height="auto", object_fit="contain", elem_id="heatmaps"
+            )
+        with gr.Accordion("Results as JSON", open=False):
+            raw = gr.JSON(label="results")
+        outputs = [annotated, table, verdict, raw, says]
+        # before the examples, which would otherwise take the name "predict" for their own event
+        button.click(predict, inputs=[photo, threshold], outputs=outputs, api_name="predict")
+        gr.Examples(
+            examples=[
+                [str(EXAMPLES / name)]
+                for name in ("group.jpg", "real.jpg", "generated.jpg", "generated-t2i.jpg", "no-face.jpg")
+            ],
+            inputs=[photo],
+            outputs=outputs,
+            fn=predict,
+            run_on_click=True,
+            cache_examples=False,
+            api_visibility="private",
+            label="Examples (origin and licence in examples/README.md)",
+        )
+    with gr.Tab("Video", id="video"):
         gr.Markdown(
-            "Each face's crop, as the model saw it, beside a heatmap (Grad-CAM): red where the crop "
-            "pushed the score towards *fake* most, blue where least. It shows where the score came "
-            "from, not proof of where an image was edited or generated; every face gets a map, even "
-            "one judged real."
+            f"Drop a video (MP4, MOV, WebM, MKV, AVI or an animated GIF, up to 10 minutes): it is sampled "
+            f"at {VIDEO_FPS:g} frames a second, each person's face is followed across frames, and each "
+            "person gets one verdict from all their frames. The model was trained on still photos: "
+            "compression and motion blur change the pixels, and face swaps or lip-sync edits of a real "
+            "person are a different manipulation it was not trained or measured on; *real* means no "
+            "sign of the generators it knows."
         )
-        explain_button = gr.Button("Explain", variant="secondary")
-        heatmaps = gr.Gallery(
-            label="Crops and heatmaps", columns=4, height="auto", object_fit="contain", elem_id="heatmaps"
-        )
-    with gr.Accordion("Results as JSON", open=False):
-        raw = gr.JSON(label="results")
+        with gr.Row():
+            with gr.Column():
+                # no format given, so Gradio hands the upload over as it came (it would need FFmpeg to convert it)
+                clip = gr.Video(
+                    label="Video", sources=["upload"], height=360, include_audio=True, elem_id="video-input"
+                )
+                video_button = gr.Button("Check people", variant="primary")
+            with gr.Column():
+                people = gr.Gallery(
+                    label="People", columns=4, height="auto", object_fit="contain", elem_id="people"
+                )
+                video_verdict = gr.Textbox(label="Video verdict", interactive=False)
+                video_says = gr.Textbox(
+                    label="Video file says", interactive=False, lines=2, elem_id="video-says"
+                )
+        scores_plot = gr.Plot(label="P(fake) over time", elem_id="timeline")
+        with gr.Accordion("Video results as JSON", open=False):
+            video_raw = gr.JSON(label="video results")
     with gr.Accordion("About the model", open=False):
         gr.Markdown(model_panel())
-    outputs = [annotated, table, verdict, raw, says]
-    button.click(predict, inputs=[photo, threshold], outputs=outputs, api_name="predict")
     explain_button.click(explain, inputs=[photo], outputs=[heatmaps], api_name="explain")
+    video_button.click(
+        predict_video,
+        inputs=[clip],
+        outputs=[people, scores_plot, video_verdict, video_raw, video_says],
+        api_name="predict_video",
+    )
     photo.upload(
         predict,
         inputs=[photo, threshold],
         outputs=outputs,
         api_name="predict_on_upload",
         api_visibility="private",
-    )
-    gr.Examples(
-        examples=[
-            [str(EXAMPLES / name)]
-            for name in ("group.jpg", "real.jpg", "generated.jpg", "generated-t2i.jpg", "no-face.jpg")
-        ],
-        inputs=[photo],
-        outputs=outputs,
-        fn=predict,
-        run_on_click=True,
-        cache_examples=False,
-        api_visibility="private",
-        label="Examples (origin and licence in examples/README.md)",
     )
 
 demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=CONCURRENCY)

@@ -52,11 +52,12 @@ def all_captions() -> dict[str, str]:
     return captions
 
 
-def summary(verdicts: Sequence[FaceVerdict]) -> str:
+def summary(verdicts: Sequence[FaceVerdict], nouns: tuple[str, str] = ("face", "faces")) -> str:
     """One plain sentence in verdicts, e.g.
-    "3 faces: 1 looks generated (97%), 1 looks real (88%), 1 is uncertain (55% fake)"."""
+    "3 faces: 1 looks generated (97%), 1 looks real (88%), 1 is uncertain (55% fake)"; with
+    ``nouns=("person", "people")`` it counts a video's tracks."""
     if not verdicts:
-        return "No face found."
+        return f"No {nouns[0]} found."
     parts = []
     for name, words in (
         ("fake", ("looks generated", "look generated")),
@@ -69,8 +70,7 @@ def summary(verdicts: Sequence[FaceVerdict]) -> str:
                 percent(confidence(v)) + (" fake" if name == "uncertain" else "") for v in group
             )
             parts.append(f"{len(group)} {words[len(group) > 1]} ({scores})")
-    faces = f"{len(verdicts)} face{'s' if len(verdicts) > 1 else ''}"
-    return f"{faces}: {', '.join(parts)}."
+    return f"{len(verdicts)} {nouns[len(verdicts) > 1]}: {', '.join(parts)}."
 
 
 def table_rows(verdicts: Sequence[FaceVerdict]) -> list[list]:
@@ -133,3 +133,32 @@ def draw_verdicts(image: Image.Image, verdicts: Sequence[FaceVerdict]) -> Image.
         draw.rectangle((x, y, x + right - left + 2 * pad, y + label_h), fill=colour)
         draw.text((x + pad - left, y + pad - top), text, fill=(255, 255, 255), font=font)
     return out
+
+
+def timeline(tracks: Sequence, thresholds, duration: float | None = None):
+    """A matplotlib figure of each track's P(fake) over time, on the verdict bands of ``thresholds``
+    (a :class:`~realfake.calibration.VerdictThresholds`): red above its fake threshold, green below
+    its real one, amber between."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(8, 3.2), layout="constrained")
+    axes = figure.add_subplot()
+    for low, high, name in (
+        (thresholds.fake_at_least, 1.0, "fake"),
+        (thresholds.real_at_most, thresholds.fake_at_least, "uncertain"),
+        (0.0, thresholds.real_at_most, "real"),
+    ):
+        axes.axhspan(low, high, color=colour_hex(name), alpha=0.12, linewidth=0)
+    for track in tracks:
+        times = [frame.time for frame in track.frames]
+        scores = [frame.fake_probability for frame in track.frames]
+        axes.plot(times, scores, marker="o", markersize=3, label=f"person {track.id}: {caption(track)}")
+    axes.set(xlabel="time (s)", ylabel="P(fake)", ylim=(-0.02, 1.02))
+    if duration:
+        axes.set_xlim(0, duration)
+    if tracks:
+        axes.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small", frameon=False)
+    return figure

@@ -71,7 +71,8 @@ class Track:
 
 class Tracker:
     """Feed it each sampled frame's face boxes and crops in order (:meth:`update`); read
-    :attr:`tracks`, every track ever started, numbered from 1 in order of first appearance."""
+    :attr:`tracks`, every track ever started, numbered from 1 in order of first appearance (left to
+    right among faces that appear in the same frame)."""
 
     def __init__(self, max_gap: int = MAX_GAP) -> None:
         self.max_gap = max_gap
@@ -92,7 +93,8 @@ class Tracker:
             for i, j in zip(*linear_sum_assignment(finite)):
                 if np.isfinite(cost[i, j]):
                     ids[j] = self._extend(self._open[i], frame, boxes[j], j, looks[j])
-        for j, box in enumerate(boxes):
+        for j in sorted(range(len(boxes)), key=lambda j: boxes[j][0]):  # new faces numbered left to right
+            box = boxes[j]
             if not ids[j]:
                 track = Track(len(self.tracks) + 1)
                 self.tracks.append(track)

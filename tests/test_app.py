@@ -15,11 +15,13 @@ import numpy as np
 import pytest
 from conftest import FAKE_FACES, REAL_FACES, REPO, group_photo
 from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
 from gradio_client.utils import QueueError
 from PIL import Image
+from test_video import FAKE, face, write_clip
 
 from benchmarks import local_app
-from realfake.annotate import COLOURS
+from realfake.annotate import COLOURS, percent
 
 OUTPUT = Path(__file__).parent / "output"
 SERVERS = itertools.count(1)
@@ -50,9 +52,40 @@ def test_the_page_names_the_bundled_model_and_its_figures(app):
     assert "bundled default" in page and "held-out sources" in page
 
 
-def test_only_predict_and_explain_are_public(client):
+def test_only_predict_explain_and_predict_video_are_public(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert list(endpoints) == ["/predict", "/explain"]
+    assert list(endpoints) == ["/predict", "/explain", "/predict_video"]
+
+
+def two_people_clip(path: Path) -> Path:
+    """A real and a generated face moving across a 960x540 clip for 4 s."""
+    return write_clip(path, [([(face(REAL_FACES[0]), 20, 140, 6), (face(FAKE), 640, 140, -4)], 40)])
+
+
+def test_predict_video_through_the_client(client, tmp_path):
+    gallery, plot, sentence, results, says = client.predict(
+        handle_file(str(two_people_clip(tmp_path / "two.mp4"))), api_name="/predict_video"
+    )
+    assert results["kind"] == "video" and "path" not in results and results["sampled_frames"] == 8
+    assert [track["verdict"] for track in results["tracks"]] == ["real", "fake"]
+    assert [item["caption"] for item in gallery] == [
+        f"person 1: real {percent(1 - results['tracks'][0]['fake_probability'])}, 0.0-3.5 s",
+        f"person 2: fake {percent(results['tracks'][1]['fake_probability'])}, 0.0-3.5 s",
+    ]
+    assert Image.open(gallery[0]["image"]).size == (224, 224)
+    assert (
+        sentence.startswith("2 people: 1 looks generated (")
+        and "in 8 frames sampled at 2 a second." in sentence
+    )
+    assert results["summary"] == sentence and "not read yet" in says
+    assert plot["type"] == "matplotlib" and plot["plot"].startswith("data:image/")
+
+
+def test_a_broken_video_is_one_sentence_in_the_app(client, tmp_path):
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00" * 64)
+    with pytest.raises(AppError, match="broken.mp4 cannot be read as a video"):
+        client.predict(handle_file(str(broken)), api_name="/predict_video")
 
 
 def test_the_explain_endpoint_on_the_group_photo(client):
@@ -258,4 +291,18 @@ def test_the_page_in_a_real_browser(three_verdicts_app):
         page.wait_for_timeout(1000)  # the images' pixels
         OUTPUT.mkdir(exist_ok=True)
         page.screenshot(path=str(OUTPUT / "app.png"), full_page=True)
+        # the Video tab: a gallery of the people and the timeline of their scores
+        page.get_by_role("tab", name="Video").click()
+        clip = two_people_clip(OUTPUT / "two-people.mp4")
+        page.locator("#video-input input[type=file]").set_input_files(str(clip))
+        page.get_by_role("button", name="Check people").click()
+        page.wait_for_function("() => document.querySelectorAll('#people img').length >= 2", timeout=120000)
+        page.locator("#timeline img").wait_for(timeout=30000)
+        assert (
+            page.get_by_label("Video verdict", exact=True)
+            .input_value()
+            .startswith("2 people: 1 looks generated")
+        )
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(OUTPUT / "app-video.png"), full_page=True)
         browser.close()
