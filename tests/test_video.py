@@ -6,7 +6,6 @@ one sentence."""
 from __future__ import annotations
 
 import json
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -15,6 +14,7 @@ import pytest
 from conftest import FAKE_FACES, REAL_FACES, run_cli
 from PIL import Image
 
+from benchmarks.clips import write_clip
 from realfake.errors import VideoError
 from realfake.video import VideoLimits, is_video, read_video
 
@@ -27,36 +27,6 @@ OTHER = REAL_FACES[2]
 
 def face(path: Path) -> Image.Image:
     return Image.open(path).convert("RGB").resize((FACE, FACE))
-
-
-def write_clip(
-    path: Path, scenes, rate=10, size=SIZE, codec="libx264", rotation=None, times=None, options=None
-) -> Path:
-    """A clip of ``scenes``: (faces, frames) each, a face being (image, x, y, dx pixels a frame) on a
-    plain wall. ``times`` gives each frame's own timestamp (seconds) for a variable frame rate;
-    ``options`` go to the muxer."""
-    out = av.open(str(path), "w", options=options)
-    stream = out.add_stream(codec, rate=rate)
-    stream.width, stream.height = size
-    stream.pix_fmt = "yuv420p" if codec != "ffv1" else "bgr0"
-    if rotation is not None:
-        stream.set_display_rotation(rotation)
-    if times is not None:
-        stream.codec_context.time_base = Fraction(1, 1000)
-    index = 0
-    for faces, frames in scenes:
-        for i in range(frames):
-            canvas = Image.new("RGB", size, (90, 110, 130))
-            for image, x, y, dx in faces:
-                canvas.paste(image, (x + i * dx, y))
-            frame = av.VideoFrame.from_image(canvas)
-            if times is not None:
-                frame.pts, frame.time_base = round(times[index] * 1000), Fraction(1, 1000)
-            out.mux(stream.encode(frame))
-            index += 1
-    out.mux(stream.encode())
-    out.close()
-    return path
 
 
 def test_a_still_clip_gets_its_photos_verdict(default_detector, tmp_path):
