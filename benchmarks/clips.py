@@ -3,6 +3,7 @@ agreement: faces pasted on a plain wall, each moving by a fixed step a frame."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -26,6 +27,31 @@ def write_clip(
     """A clip of ``scenes``: (faces, frames) each, a face being (image, x, y, dx pixels a frame) on a
     plain wall. ``times`` gives each frame's own timestamp (seconds) for a variable frame rate;
     ``options`` go to the muxer; ``bit_rate`` (bits a second) to the encoder."""
+
+    def frames():
+        for faces, count in scenes:
+            for i in range(count):
+                canvas = Image.new("RGB", size, WALL)
+                for image, x, y, dx in faces:
+                    canvas.paste(image, (x + round(i * dx), y))
+                yield canvas
+
+    return write_frames(path, frames(), rate, size, codec, rotation, times, options, bit_rate)
+
+
+def write_frames(
+    path: Path,
+    frames: Iterable[Image.Image],
+    rate=10,
+    size=(960, 540),
+    codec="libx264",
+    rotation=None,
+    times=None,
+    options=None,
+    bit_rate: int | None = None,
+) -> Path:
+    """``frames`` (RGB images of ``size``) as a video at ``rate`` frames a second (see
+    :func:`write_clip` for the rest)."""
     out = av.open(str(path), "w", options=options)
     stream = out.add_stream(codec, rate=rate)
     stream.width, stream.height = size
@@ -36,17 +62,23 @@ def write_clip(
         stream.set_display_rotation(rotation)
     if times is not None:
         stream.codec_context.time_base = Fraction(1, 1000)
-    index = 0
-    for faces, frames in scenes:
-        for i in range(frames):
-            canvas = Image.new("RGB", size, WALL)
-            for image, x, y, dx in faces:
-                canvas.paste(image, (x + i * dx, y))
-            frame = av.VideoFrame.from_image(canvas)
-            if times is not None:
-                frame.pts, frame.time_base = round(times[index] * 1000), Fraction(1, 1000)
-            out.mux(stream.encode(frame))
-            index += 1
+    for index, image in enumerate(frames):
+        frame = av.VideoFrame.from_image(image)
+        if times is not None:
+            frame.pts, frame.time_base = round(times[index] * 1000), Fraction(1, 1000)
+        out.mux(stream.encode(frame))
     out.mux(stream.encode())
     out.close()
     return path
+
+
+def pan_and_zoom(photo: Image.Image, frames: int, zoom: float = 0.85) -> Iterator[Image.Image]:
+    """A still photo as a camera drifting over it: a window shrinking from the whole photo to ``zoom``
+    of it while it slides to the right, each frame scaled back to the photo's size (made even)."""
+    width, height = photo.width // 2 * 2, photo.height // 2 * 2
+    for i in range(frames):
+        t = i / max(frames - 1, 1)
+        side = 1.0 - (1.0 - zoom) * t
+        w, h = photo.width * side, photo.height * side
+        left, top = (photo.width - w) * t, (photo.height - h) / 2
+        yield photo.resize((width, height), Image.Resampling.BICUBIC, box=(left, top, left + w, top + h))

@@ -35,6 +35,14 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * z))  # the logistic function, without overflow warnings
 
 
+def pool_probabilities(probabilities, trim: float = 0.0) -> float:
+    """One probability for several of the same face (a video track's frames): the sigmoid of the mean
+    of their logits, after dropping the ``trim`` share of the highest and of the lowest."""
+    from scipy.stats import trim_mean
+
+    return float(_sigmoid(trim_mean(_logit(probabilities), trim)))
+
+
 @dataclass(frozen=True)
 class Calibration:
     """Platt scaling: P(fake) = sigmoid(scale * logit(score) + bias). The identity by default."""

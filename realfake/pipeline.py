@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .calibration import pool_probabilities
 from .classifier import FaceClassifier
 from .errors import ImageError, ModelError
 from .faces import Box, FaceDetector, crop_face, whole_frame
@@ -302,8 +303,7 @@ class Detector:
         for track in tracker.tracks:
             entry = seen[track.id]
             scores = np.array([frame.fake_probability for frame in entry["frames"]])
-            logits = np.log(np.clip(scores, 1e-6, 1 - 1e-6) / np.clip(1 - scores, 1e-6, 1))
-            probability = float(1 / (1 + np.exp(-logits.mean())))
+            probability = pool_probabilities(scores)
             verdict = verdicts_at.verdict(probability)
             # the frames that speak most for the verdict; for "uncertain", the most fake-looking
             order = sorted(entry["crops"], key=lambda i: scores[i], reverse=verdict != "real")
