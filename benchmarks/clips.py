@@ -13,20 +13,9 @@ from PIL import Image
 WALL = (90, 110, 130)
 
 
-def write_clip(
-    path: Path,
-    scenes,
-    rate=10,
-    size=(960, 540),
-    codec="libx264",
-    rotation=None,
-    times=None,
-    options=None,
-    bit_rate: int | None = None,
-) -> Path:
+def write_clip(path: Path, scenes, size=(960, 540), **options) -> Path:
     """A clip of ``scenes``: (faces, frames) each, a face being (image, x, y, dx pixels a frame) on a
-    plain wall. ``times`` gives each frame's own timestamp (seconds) for a variable frame rate;
-    ``options`` go to the muxer; ``bit_rate`` (bits a second) to the encoder."""
+    plain wall; ``options`` as :func:`write_frames` takes them."""
 
     def frames():
         for faces, count in scenes:
@@ -36,7 +25,7 @@ def write_clip(
                     canvas.paste(image, (x + round(i * dx), y))
                 yield canvas
 
-    return write_frames(path, frames(), rate, size, codec, rotation, times, options, bit_rate)
+    return write_frames(path, frames(), size=size, **options)
 
 
 def write_frames(
@@ -50,8 +39,9 @@ def write_frames(
     options=None,
     bit_rate: int | None = None,
 ) -> Path:
-    """``frames`` (RGB images of ``size``) as a video at ``rate`` frames a second (see
-    :func:`write_clip` for the rest)."""
+    """``frames`` (RGB images of ``size``) as a video at ``rate`` frames a second. ``times`` gives each
+    frame's own timestamp (seconds) for a variable frame rate; ``rotation`` a display matrix turning it
+    counter-clockwise; ``options`` go to the muxer; ``bit_rate`` (bits a second) to the encoder."""
     out = av.open(str(path), "w", options=options)
     stream = out.add_stream(codec, rate=rate)
     stream.width, stream.height = size
