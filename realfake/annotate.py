@@ -135,6 +135,34 @@ def draw_verdicts(image: Image.Image, verdicts: Sequence[FaceVerdict]) -> Image.
     return out
 
 
+def contact_sheet(tracks: Sequence, side: int = 224) -> Image.Image:
+    """A video's people at a glance: a row per track, its caption and span above its key frames' face
+    crops (see :class:`~realfake.pipeline.TrackVerdict`), each with its time and P(fake)."""
+    columns = max([len(track.crops) for track in tracks] + [1])
+    font = ImageFont.load_default(size=16)
+    head, foot, gap = 30, 24, 8
+    row = head + side + foot + gap
+    sheet = Image.new("RGB", (gap + columns * (side + gap), gap + max(len(tracks), 1) * row), "white")
+    draw = ImageDraw.Draw(sheet)
+    if not tracks:
+        draw.text((gap, gap), "No face found.", fill=(0, 0, 0), font=font)
+    for number, track in enumerate(tracks):
+        top = gap + number * row
+        colour = COLOURS.get(track.verdict, (37, 99, 235))
+        text = f"person {track.id}: {caption(track)}, {track.start:.1f}-{track.end:.1f} s, {len(track.frames)} frames"
+        draw.text((gap, top + 4), text, fill=colour, font=font)
+        for column, (index, crop) in enumerate(zip(track.key_frames, track.crops)):
+            left = gap + column * (side + gap)
+            sheet.paste(crop.convert("RGB").resize((side, side)), (left, top + head))
+            draw.rectangle(
+                (left, top + head, left + side - 1, top + head + side - 1), outline=colour, width=3
+            )
+            frame = track.frames[index]
+            note = f"{frame.time:.1f} s: P(fake) {frame.fake_probability:.2f}"
+            draw.text((left, top + head + side + 3), note, fill=(60, 60, 60), font=font)
+    return sheet
+
+
 def timeline(tracks: Sequence, thresholds, duration: float | None = None):
     """A matplotlib figure of each track's P(fake) over time, on the verdict bands of ``thresholds``
     (a :class:`~realfake.calibration.VerdictThresholds`): red above its fake threshold, green below

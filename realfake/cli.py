@@ -160,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--annotate",
         metavar="OUT_DIR",
         type=Path,
-        help="also write each image with its boxes and labels drawn, as PNG, into OUT_DIR",
+        help="also write each image with its boxes and labels drawn, as PNG, into OUT_DIR (for a video: "
+        "a contact sheet of each person's key frames, and NAME-timeline.png of their scores over time)",
     )
     predict.add_argument(
         "--explain",
@@ -256,6 +257,8 @@ def run_predict(args: argparse.Namespace) -> int:
     for result in _predict_inputs(detector, [path for path, _ in inputs], args, keep):
         progress.update()
         if getattr(result, "kind", None) == "video":
+            if args.annotate and result.error is None:
+                _write_video_pictures(detector, result, args.annotate / names.claim(result.path))
             results.append(result)
             if not args.json:
                 tqdm.write(_describe_video(result), file=sys.stdout)
@@ -449,6 +452,22 @@ def _write_annotated(result, out_path: Path) -> None:
     out_path.parent.mkdir(parents=True, exist_ok=True)
     try:
         draw_verdicts(result.image, result.faces).save(out_path)
+    except OSError as error:
+        logger.warning("Could not write %s: %s", out_path, error)
+
+
+def _write_video_pictures(detector, result, out_path: Path) -> None:
+    """A video's contact sheet (each person's key frames) at ``out_path``, and its timeline of P(fake)
+    beside it (``<name>-timeline.png``)."""
+    from .annotate import contact_sheet, timeline
+
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    bands = detector.classifier.verdict_thresholds(detector.threshold)
+    try:
+        contact_sheet(result.tracks).save(out_path)
+        timeline(result.tracks, bands, result.duration).savefig(
+            out_path.with_name(f"{out_path.stem}-timeline.png"), dpi=100
+        )
     except OSError as error:
         logger.warning("Could not write %s: %s", out_path, error)
 

@@ -184,7 +184,14 @@ def test_predict_takes_videos_beside_photos_and_goes_on_past_a_broken_one(tmp_pa
         "kind" not in photo and photo["faces"][0]["verdict"] == "real"
     )  # what an image returns is unchanged
     assert broken["kind"] == "video" and broken["error"].startswith("c-broken.mov cannot be read as a video")
-    lines = run_cli("predict", str(folder / "a-clip.mp4")).stdout.strip().splitlines()
+    pictures = tmp_path / "pictures"
+    lines = (
+        run_cli("predict", str(folder / "a-clip.mp4"), "--annotate", str(pictures))
+        .stdout.strip()
+        .splitlines()
+    )
+    sheet, plot = Image.open(pictures / "a-clip.png"), Image.open(pictures / "a-clip-timeline.png")
+    assert sheet.width > 3 * 224 and sheet.height > 224 and plot.size == (800, 320)
     assert (
         len(lines) == 1 and ": 1 person: person 1 fake " in lines[0] and ", 0.0-1.5 s, 4 frames" in lines[0]
     )
