@@ -256,7 +256,7 @@ with gr.Blocks(title="realfake: real or generated face?", delete_cache=(3600, 36
         )
     with gr.Tab("Video", id="video"):
         gr.Markdown(
-            f"Drop a video (MP4, MOV, WebM, MKV, AVI or an animated GIF, up to 10 minutes): it is sampled "
+            f"Drop a video (MP4, MOV, WebM, MKV or AVI, up to 10 minutes and 100 MB): it is sampled "
             f"at {VIDEO_FPS:g} frames a second, each person's face is followed across frames, and each "
             "person gets one verdict from all their frames. The model was trained on still photos: "
             "compression and motion blur change the pixels, and face swaps or lip-sync edits of a real "

@@ -45,7 +45,7 @@ fake and at most 1% of held-out fakes real), else "uncertain"; and a binary labe
 threshold, for compatibility.
 With --explain, a heatmap per face shows which parts of its crop pushed the score towards fake.
 
-A video (or an animated GIF or WebP) is sampled at --fps frames a second, its faces are linked
+A video is sampled at --fps frames a second, its faces are linked
 across frames into one track per person, and each track gets its span, every sampled frame's
 score, and one verdict from its frames' scores together. The model was trained on still photos:
 "real" means no sign of the generators it knows; face swaps and lip-sync edits of a real person
@@ -69,8 +69,8 @@ output:
     {"path", "width", "height", "duration", "fps", "sampled_frames", "tracks": [{"id", "start",
      "end", "fake_probability", "label", "verdict", "key_frames", "frames": [{"time", "box",
      "detection_score", "fake_probability"}]}], "error", "notes", "provenance"}
-  (times in seconds; "notes" say what was cut short or damaged). Animated GIF and WebP files are
-  read as videos.
+  (times in seconds; "notes" say what was cut short or damaged). Animated GIF and WebP files stay
+  images here, judged on their first frame ("first_frame_only": true).
 
 exit status:
   0  every file was read (with or without faces)
@@ -297,8 +297,14 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def _predict_inputs(detector, paths: list[Path], args: argparse.Namespace, keep: bool) -> Iterator:
-    """One result per path, in order: photos in batches through predict_files, videos one by one."""
-    from .video import is_video
+    """One result per path, in order: photos in batches through predict_files, videos one by one.
+
+    Videos are told by their suffix: an animated GIF or WebP is an image here, judged on its first
+    frame as before (``first_frame_only``); ``Detector.predict_video`` and the app's Video tab read
+    all its frames."""
+
+    def is_video(path: Path) -> bool:
+        return path.suffix.lower() in VIDEO_SUFFIXES
 
     for video, group in groupby(paths, key=is_video):
         if not video:
