@@ -117,3 +117,10 @@ def test_the_engine_serves_frozen_heads_only():
         RealfakeClipConfig(feature_layers=[11], tune="lora", backbone_engine="onnxruntime")
     with pytest.raises(ValueError, match="backbone_engine must be one of"):
         RealfakeClipConfig(feature_layers=[11], backbone_engine="tensorrt")
+
+
+def test_the_engine_asks_for_exact_int8_products_on_cpus_without_vnni():
+    # without it, AVX2-only CPUs saturate the u8 x s8 products and real faces score as fakes
+    options = OnnxBackbone(base.engine_file(base.BASE_ALIAS)).session.get_session_options()
+    assert options.get_session_config_entry("session.x64quantprecision") == "1"
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
