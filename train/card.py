@@ -347,6 +347,10 @@ score is a statistical judgement on one crop, and it can be wrong in both direct
   leave-one-generator-out figures, where given, for how far it carries to a family it never saw.
 - Small faces (under about 80 px), heavy compression, filters, make-up and unusual lighting lower
   its accuracy; the validation figures above are on near-frontal, well-lit portraits.
+- Videos (realfake's `predict_video`) are judged frame by frame with this still-image model and pooled
+  per person: compression and motion blur change the pixels it reads, and face swaps and lip-sync
+  edits of a real person are a different manipulation it was neither trained nor measured on, so
+  "real" on a video means no sign of the generators it knows on the frames sampled, nothing more.
 - Do not use it alone to accuse a person of fraud or to decide on anyone's access to a service.
 """
     )
