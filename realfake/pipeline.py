@@ -7,6 +7,7 @@ import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -263,7 +264,7 @@ class Detector:
         expected = None if video.duration is None else max(1, math.ceil(video.duration * fps - 1e-6))
         tracker, seen = Tracker(), {}
         batch: list = []
-        for frame in (*video.frames, None):
+        for frame in chain(video.frames, [None]):  # streamed: only a batch of frames is held at once
             if frame is not None:
                 batch.append(frame)
                 if result.width is None:

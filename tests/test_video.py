@@ -51,7 +51,7 @@ def test_two_people_panning_then_a_cut_to_a_third(default_detector, tmp_path):
     clip = write_clip(tmp_path / "two.mp4", scenes)
     progress = []
     result = default_detector.predict_video(clip, progress=lambda done, total: progress.append((done, total)))
-    assert result.sampled_frames == 14 and progress[-1] == (14, 14)
+    assert result.sampled_frames == 14 and progress == [(8, 14), (14, 14)]  # after each batch of 8
     assert (result.width, result.height, result.duration) == (*SIZE, 7.0)
     assert len(result.tracks) == 3, [(t.start, t.end, len(t.frames)) for t in result.tracks]
     by_start = sorted(result.tracks, key=lambda track: (track.start, track.frames[0].box[0]))
