@@ -107,17 +107,24 @@ def main() -> None:
     )
     print()
     print(
-        "| family | clip | clips | clip verdict = photo verdict | no face in the clip | clips' verdicts (real / uncertain / fake) |"
+        "| family | clip | clips | clip verdict = photo verdict | no face in the clip | photos' verdicts "
+        "(real / uncertain / fake) | clips' verdicts (real / uncertain / fake) |"
     )
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+
+    def shares(verdicts: list[str]) -> str:
+        return " / ".join(
+            f"{np.mean([v == name for v in verdicts]):.0%}" for name in ("real", "uncertain", "fake")
+        )
+
     for (family, rate_name), entries in rows.items():
         same = np.mean([still == clip for _, still, clip, _ in entries])
         lost = sum(clip == "no face" for _, _, clip, _ in entries)
-        verdicts = [clip for _, _, clip, _ in entries if clip != "no face"]
-        shares = " / ".join(
-            f"{np.mean([v == name for v in verdicts]):.0%}" for name in ("real", "uncertain", "fake")
+        stills = [still for _, still, _, _ in entries]
+        clips = [clip for _, _, clip, _ in entries if clip != "no face"]
+        print(
+            f"| {family} | {rate_name} | {len(entries)} | {same:.1%} | {lost} | {shares(stills)} | {shares(clips)} |"
         )
-        print(f"| {family} | {rate_name} | {len(entries)} | {same:.1%} | {lost} | {shares} |")
     print()
     methods = ["mean logit", "trimmed", "median", "share"]
     print("| clip | " + " | ".join(f"{m}: ROC AUC / ECE" for m in methods) + " |")
