@@ -104,9 +104,9 @@ class TrackFrame:
 class TrackVerdict:
     """One person on screen: the span of the track, its frames' scores, and one verdict for all.
 
-    ``fake_probability`` is the frames' P(fake) aggregated as the sigmoid of their mean logit (one
-    odd frame moves it less than a share past the threshold would, and it stays a probability the
-    model's verdict thresholds apply to); ``key_frames`` index the frames that speak most for the
+    ``fake_probability`` is the frames' P(fake) aggregated as the sigmoid of their mean logit: a
+    probability the model's verdict thresholds apply to, and the best calibrated of four poolings on
+    clips made from held-out photos (benchmarks/video_agreement.py; README, Videos); ``key_frames`` index the frames that speak most for the
     verdict (the most fake-looking for fake or uncertain, the most real-looking for real), and
     ``crops`` are those frames' face crops, as the classifier saw them.
     """
