@@ -11,7 +11,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from conftest import FAKE_FACES, REAL_FACES, run_cli
+from conftest import FAKE_FACES, NO_FACE, REAL_FACES, run_cli
 from PIL import Image
 
 from benchmarks.clips import write_clip
@@ -195,3 +195,14 @@ def test_predict_takes_videos_beside_photos_and_goes_on_past_a_broken_one(tmp_pa
     assert (
         len(lines) == 1 and ": 1 person: person 1 fake " in lines[0] and ", 0.0-1.5 s, 4 frames" in lines[0]
     )
+
+
+def test_a_clip_without_faces_has_no_people(default_detector, tmp_path):
+    from realfake.annotate import summary
+
+    clip = write_clip(
+        tmp_path / "wall.mp4", [([(Image.open(NO_FACE).convert("RGB").resize((400, 300)), 50, 50, 2)], 20)]
+    )
+    result = default_detector.predict_video(clip)
+    assert result.sampled_frames == 4 and result.tracks == [] and result.error is None
+    assert summary(result.tracks, nouns=("person", "people")) == "No person found."
