@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
@@ -20,7 +19,7 @@ from .faces import Box, FaceDetector, crop_face, whole_frame
 from .images import ImageSource, load_image
 from .provenance import Provenance, read_provenance
 from .tracks import Tracker
-from .video import DEFAULT_FPS, VideoLimits, read_video
+from .video import DEFAULT_FPS, VideoLimits, read_video, sampled_count
 
 logger = logging.getLogger(__name__)
 
@@ -261,7 +260,7 @@ class Detector:
         threshold = self.threshold if threshold is None else float(threshold)
         video = read_video(path, fps, limits or VideoLimits())
         result = VideoResult(path=str(path), duration=video.duration, fps=fps)
-        expected = None if video.duration is None else max(1, math.ceil(video.duration * fps - 1e-6))
+        expected = None if video.duration is None else sampled_count(video.duration, fps)
         tracker, seen = Tracker(), {}
         batch: list = []
         for frame in chain(video.frames, [None]):  # streamed: only a batch of frames is held at once

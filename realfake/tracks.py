@@ -49,11 +49,10 @@ def look_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 @dataclass
 class Sighting:
-    """A face in one sampled frame: which frame, its box, and its detection's index in that frame."""
+    """A face in one sampled frame: which frame, and its box."""
 
     frame: int
     box: Box
-    face: int
 
 
 @dataclass
@@ -92,14 +91,14 @@ class Tracker:
             finite = np.where(np.isfinite(cost), cost, 1e9)
             for i, j in zip(*linear_sum_assignment(finite)):
                 if np.isfinite(cost[i, j]):
-                    ids[j] = self._extend(self._open[i], frame, boxes[j], j, looks[j])
+                    ids[j] = self._extend(self._open[i], frame, boxes[j], looks[j])
         for j in sorted(range(len(boxes)), key=lambda j: boxes[j][0]):  # new faces numbered left to right
             box = boxes[j]
             if not ids[j]:
                 track = Track(len(self.tracks) + 1)
                 self.tracks.append(track)
                 self._open.append(track)
-                ids[j] = self._extend(track, frame, box, j, looks[j])
+                ids[j] = self._extend(track, frame, box, looks[j])
         return ids
 
     @staticmethod
@@ -114,8 +113,8 @@ class Tracker:
         return shift / MAX_SHIFT + seen / MAX_LOOK + np.log(scale)
 
     @staticmethod
-    def _extend(track: Track, frame: int, box: Box, face: int, look: np.ndarray) -> int:
-        track.sightings.append(Sighting(frame, box, face))
+    def _extend(track: Track, frame: int, box: Box, look: np.ndarray) -> int:
+        track.sightings.append(Sighting(frame, box))
         # a running mean, so that a slow change of light follows and one odd frame does not
         track.look = look if track.look is None else 0.7 * track.look + 0.3 * look
         return track.id

@@ -121,9 +121,9 @@ def _check(name: str, width: int, height: int, duration: float | None, fps: floa
         raise VideoError(
             f"{name} is {_clock(duration)} long; realfake reads videos up to {_clock(limits.max_duration_s)}."
         )
-    if duration is not None and math.ceil(duration * fps - 1e-6) > limits.max_sampled_frames:
+    if duration is not None and sampled_count(duration, fps) > limits.max_sampled_frames:
         raise VideoError(
-            f"{name} would give {math.ceil(duration * fps - 1e-6)} frames at {fps:g} a second, more than "
+            f"{name} would give {sampled_count(duration, fps)} frames at {fps:g} a second, more than "
             f"the {limits.max_sampled_frames} realfake reads; sample fewer frames a second (--fps)."
         )
 
@@ -204,7 +204,7 @@ def _container_frames(container, stream, video: Video, fps: float, limits: Video
                 image = image.rotate(frame.rotation, expand=True)
             yield Frame(sampled, float(frame.time), image)
             sampled += 1
-            next_time = (math.floor(frame.time * fps + 1e-6) + 1) / fps
+            next_time = _next_sample(frame.time, fps)
     except (av.FFmpegError, EOFError) as error:
         logger.debug("Decoding %s stopped", video.path, exc_info=True)
         if sampled == 0:
@@ -261,13 +261,23 @@ def _animation_frames(image: Image.Image, video: Video, fps: float, limits: Vide
                 return
             yield Frame(sampled, shown, frame.convert("RGB"))
             sampled += 1
-            next_time = (math.floor(shown * fps + 1e-6) + 1) / fps
+            next_time = _next_sample(shown, fps)
     except (OSError, ValueError, EOFError):
         if sampled == 0:
             raise VideoError(f"{Path(video.path).name} could not be decoded: it may be damaged.") from None
         video.notes.append(f"The animation is damaged after {_clock(shown)}; the frames before were read.")
     finally:
         image.close()
+
+
+def sampled_count(duration: float, fps: float) -> int:
+    """How many frames sampling a video of ``duration`` seconds at ``fps`` gives (at least 1)."""
+    return max(1, math.ceil(duration * fps - 1e-6))
+
+
+def _next_sample(time: float, fps: float) -> float:
+    """When the next frame to sample is due, after one sampled at ``time``: the next 1/fps mark."""
+    return (math.floor(time * fps + 1e-6) + 1) / fps
 
 
 def _frame_seconds(info: dict) -> float:
