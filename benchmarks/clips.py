@@ -38,11 +38,15 @@ def write_frames(
     times=None,
     options=None,
     bit_rate: int | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> Path:
     """``frames`` (RGB images of ``size``) as a video at ``rate`` frames a second. ``times`` gives each
     frame's own timestamp (seconds) for a variable frame rate; ``rotation`` a display matrix turning it
-    counter-clockwise; ``options`` go to the muxer; ``bit_rate`` (bits a second) to the encoder."""
+    counter-clockwise; ``options`` go to the muxer; ``bit_rate`` (bits a second) to the encoder;
+    ``metadata`` are the container's tags (an MP4 or MOV keeps any key with the muxer option
+    ``movflags=use_metadata_tags``, as phones write them)."""
     out = av.open(str(path), "w", options=options)
+    out.metadata.update(metadata or {})
     stream = out.add_stream(codec, rate=rate)
     stream.width, stream.height = size
     stream.pix_fmt = "yuv420p" if codec != "ffv1" else "bgr0"

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from PIL import ExifTags, Image, PngImagePlugin
 
+from benchmarks.clips import write_frames
 from realfake.provenance import A1111_TOOL, KINDS, STRENGTHS, Finding, Provenance, read_provenance
 
 IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
@@ -426,6 +427,108 @@ def test_unreadable_paths_are_a_note(tmp_path):
     assert "No such file" in read_provenance(tmp_path / "missing.jpg").notes[0]
     (tmp_path / "empty.jpg").write_bytes(b"")
     assert "empty" in read_provenance(tmp_path / "empty.jpg").notes[0]
+
+
+# --- videos: the container's tags, its XMP and its Content Credentials ------------------------------
+
+PHONE_TAGS = {
+    "com.apple.quicktime.make": "Apple",
+    "com.apple.quicktime.model": "iPhone 15 Pro",
+    "com.apple.quicktime.software": "17.4",
+    "com.apple.quicktime.creationdate": "2024-05-01T10:00:00+0200",
+}
+KEEP_TAGS = {"movflags": "use_metadata_tags"}  # the MP4/MOV muxer writes every tag, as phones do
+XMP_UUID = bytes.fromhex("be7acfcb97a942e89c71999491e3afac")
+
+
+def video(path: Path, codec: str = "libx264", **options) -> Path:
+    """A 0.5 s clip of plain frames, with the container tags and muxer options given."""
+    return write_frames(path, (pixels() for _ in range(5)), size=(64, 48), codec=codec, **options)
+
+
+def test_a_phone_clip_names_its_camera(tmp_path):
+    provenance = read_provenance(video(tmp_path / "phone.mov", metadata=PHONE_TAGS, options=KEEP_TAGS))
+    camera = only(provenance, "camera")
+    assert (camera.strength, camera.ai, camera.where) == ("hint", False, "MOV container")
+    assert camera.details["camera"] == "Apple iPhone 15 Pro" and camera.details["software"] == "17.4"
+    assert camera.says == (
+        "MOV container camera data: Apple iPhone 15 Pro (recorded 2024-05-01T10:00:00+0200, software 17.4)."
+    )
+    assert "Apple iPhone 15 Pro" in provenance.summary() and not provenance.declares_ai
+
+
+def test_an_ai_generator_named_in_a_video_software_tag_is_a_claim(tmp_path):
+    tags = {"software": "Runway Gen-3 Alpha"}
+    provenance = read_provenance(video(tmp_path / "gen.mp4", metadata=tags, options=KEEP_TAGS))
+    finding = only(provenance, "software")
+    assert (finding.strength, finding.ai, finding.details["tool"]) == ("claim", True, "Runway")
+    assert (
+        finding.says == 'The MP4 container software tag names Runway, an AI generator ("Runway Gen-3 Alpha").'
+    )
+    assert provenance.declares_ai and "Runway" in provenance.summary()
+
+
+@pytest.mark.parametrize(
+    "name, codec, where",
+    [
+        ("a.mp4", "libx264", "MP4"),
+        ("a.webm", "libvpx-vp9", "WebM"),
+        ("a.mkv", "libx264", "Matroska"),
+        ("a.avi", "mpeg4", "AVI"),
+    ],
+)
+def test_a_video_written_by_ffmpeg_says_only_that(tmp_path, name, codec, where):
+    provenance = read_provenance(video(tmp_path / name, codec))
+    finding = only(provenance, "software")
+    assert (finding.strength, finding.ai, finding.where) == ("hint", None, f"{where} container")
+    assert finding.details["writer"] == "FFmpeg" and finding.details["software"].startswith("Lavf")
+    assert "not how its pictures were made" in finding.says and provenance.notes == ()
+    assert not provenance.declares_ai and provenance.summary().startswith("The file names the software")
+
+
+@pytest.mark.parametrize("name, mime", [("a.mp4", "video/mp4"), ("a.mov", "video/quicktime")])
+def test_content_credentials_in_a_video(tmp_path, credentials, name, mime):
+    signed = c2pa_sign(video(tmp_path / name).read_bytes(), mime, credentials)
+    provenance = read_provenance(signed)
+    c2pa_finding = only(provenance, "c2pa")
+    assert c2pa_finding.strength == "signed" and c2pa_finding.ai is True and provenance.notes == ()
+    assert provenance.summary().startswith("The file's Content Credentials, signed by Example Corp")
+    assert only(read_provenance(signed, trust_anchors=credentials["root"]), "c2pa").strength == "verified"
+    tampered = bytearray(signed)
+    tampered[signed.index(b"mdat") + 20] ^= 0xFF  # a frame's bytes, which the manifest's hash covers
+    provenance = read_provenance(bytes(tampered))
+    assert only(provenance, "c2pa").strength == "claim" and "do not validate" in provenance.notes[0]
+
+
+def test_xmp_in_an_mp4_states_its_source_type(tmp_path):
+    data = video(tmp_path / "a.mp4").read_bytes()
+    packet = XMP_UUID + xmp_packet()
+    with_xmp = data + (8 + len(packet)).to_bytes(4, "big") + b"uuid" + packet  # a top-level XMP box
+    finding = only(read_provenance(with_xmp), "digital_source_type")
+    assert finding.ai is True and finding.strength == "claim" and "generative AI" in finding.says
+
+
+def test_damaged_videos_never_raise(tmp_path, credentials):
+    signed = c2pa_sign(
+        video(tmp_path / "a.mp4", metadata=PHONE_TAGS, options=KEEP_TAGS).read_bytes(),
+        "video/mp4",
+        credentials,
+    )
+    cut = read_provenance(signed[: len(signed) // 2])
+    assert (
+        cut.findings == ()
+        and len(cut.notes) == 1
+        and cut.notes[0].startswith("The MP4 container could not be read")
+    )
+    rng = random.Random(0)
+    for _ in range(60):
+        data = bytearray(signed)
+        for _ in range(rng.randint(1, 6)):
+            position = rng.randrange(len(data))
+            data[position] = rng.randrange(256)
+        provenance = read_provenance(bytes(data))
+        json.dumps(provenance.to_dict())
+        assert all("\n" not in note for note in provenance.notes)
 
 
 # --- the API ------------------------------------------------------------------------------------------
