@@ -121,8 +121,7 @@ def predict_video(video: str | None, progress=gr.Progress()):  # noqa: B008 - ho
     figure = timeline(result.tracks, classifier.verdict_thresholds(), result.duration)
     results = result.to_dict() | {"summary": sentence}
     del results["path"]  # the server's temporary copy; gradio_client would also take it for a file to fetch
-    says = "\n".join(result.provenance.notes) if result.provenance is not None else ""
-    return gallery, figure, sentence, results, says
+    return gallery, figure, sentence, results, file_says(result.provenance)
 
 
 def file_says(provenance) -> str:

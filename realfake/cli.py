@@ -351,7 +351,7 @@ def _describe_video(result) -> str:
             parts
         )
     notes = "".join(f" | {note}" for note in result.notes)
-    return f"{result.path}: {people}{notes}"
+    return _with_provenance(result.path, people + notes, result.provenance)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -525,12 +525,16 @@ def _describe(result) -> str:
     else:
         parts = [f"{caption(face)} at ({', '.join(f'{v:.0f}' for v in face.box)})" for face in result.faces]
         faces = f"{len(result.faces)} face{'s' if len(result.faces) != 1 else ''}: " + "; ".join(parts)
-    provenance = result.provenance
+    return _with_provenance(result.path, faces, result.provenance)
+
+
+def _with_provenance(path: str, verdicts: str, provenance) -> str:
+    """A file's line: its verdicts and what the file says, first when it states an AI origin."""
     if provenance is None or not (provenance.findings or provenance.notes):
-        return f"{result.path}: {faces}"
-    if provenance.declares_ai:  # a file that states an AI origin says so first
-        return f"{result.path}: file says: {provenance.summary()} | {faces}"
-    return f"{result.path}: {faces} | file says: {provenance.summary()}"
+        return f"{path}: {verdicts}"
+    if provenance.declares_ai:
+        return f"{path}: file says: {provenance.summary()} | {verdicts}"
+    return f"{path}: {verdicts} | file says: {provenance.summary()}"
 
 
 def _evaluation_table(report: dict) -> str:

@@ -28,9 +28,6 @@ REVISION_ENV = "REALFAKE_MODEL_REVISION"
 DEFAULT_MODEL_DIR = Path(__file__).parent / "model"
 FILE_BATCH = 8
 FRAME_BATCH = 8
-VIDEO_PROVENANCE_NOTE = (
-    "What a video file states about its origin (Content Credentials, encoder tags) is not read yet."
-)
 KEY_FRAMES = 3
 
 
@@ -275,8 +272,8 @@ class Detector:
                 if progress is not None:
                     progress(result.sampled_frames, expected)
         result.notes = video.notes
-        if provenance:  # the container witness (C2PA in MP4/MOV, encoder tags) is still to come
-            result.provenance = Provenance(notes=(VIDEO_PROVENANCE_NOTE,))
+        if provenance:
+            result.provenance = read_provenance(path)
         result.tracks = self._track_verdicts(tracker, seen, threshold)
         return result
 

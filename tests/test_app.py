@@ -77,7 +77,10 @@ def test_predict_video_through_the_client(client, tmp_path):
         sentence.startswith("2 people: 1 looks generated (")
         and "in 8 frames sampled at 2 a second." in sentence
     )
-    assert results["summary"] == sentence and "not read yet" in says
+    assert results["summary"] == sentence and says == results["provenance"]["findings"][0]["says"] + (
+        " (a weak sign, easy to edit; MP4 container)"
+    )
+    assert "(FFmpeg)" in says and not results["provenance"]["declares_ai"]
     assert plot["type"] == "matplotlib" and plot["plot"].startswith("data:image/")
 
 
@@ -303,6 +306,7 @@ def test_the_page_in_a_real_browser(three_verdicts_app):
             .input_value()
             .startswith("2 people: 1 looks generated")
         )
+        assert "(FFmpeg)" in page.get_by_label("Video file says", exact=True).input_value()
         page.wait_for_timeout(1000)
         page.screenshot(path=str(OUTPUT / "app-video.png"), full_page=True)
         browser.close()

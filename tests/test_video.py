@@ -180,6 +180,7 @@ def test_predict_takes_videos_beside_photos_and_goes_on_past_a_broken_one(tmp_pa
     clip, photo, broken = json.loads(done.stdout)
     assert clip["kind"] == "video" and clip["sampled_frames"] == 8 and clip["error"] is None
     assert [len(track["frames"]) for track in clip["tracks"]] == [8]
+    assert [finding["details"]["writer"] for finding in clip["provenance"]["findings"]] == ["FFmpeg"]
     assert (
         "kind" not in photo and photo["faces"][0]["verdict"] == "real"
     )  # what an image returns is unchanged
@@ -195,6 +196,25 @@ def test_predict_takes_videos_beside_photos_and_goes_on_past_a_broken_one(tmp_pa
     assert (
         len(lines) == 1 and ": 1 person: person 1 fake " in lines[0] and ", 0.0-1.5 s, 4 frames" in lines[0]
     )
+    assert lines[0].endswith(
+        "| file says: The file names the software that wrote it, "
+        f'"{clip["provenance"]["findings"][0]["details"]["software"]}" (FFmpeg): '
+        "that says how it was saved, not how it was made."
+    )
+
+
+def test_a_clip_with_content_credentials_says_what_they_state(default_detector, tmp_path):
+    from test_provenance import c2pa_sign, make_credentials
+
+    clip = write_clip(tmp_path / "clip.mp4", [([(face(FAKE), 100, 100, 8)], 20)])
+    signed = tmp_path / "signed.mp4"
+    signed.write_bytes(c2pa_sign(clip.read_bytes(), "video/mp4", make_credentials()))
+    result = default_detector.predict_video(signed)
+    assert (
+        result.provenance.strongest_ai.kind == "c2pa" and result.provenance.strongest_ai.strength == "signed"
+    )
+    assert result.to_dict()["provenance"]["declares_ai"] is True
+    assert [track.verdict for track in result.tracks] == ["fake"]  # the faces' verdicts stay their own
 
 
 def test_a_clip_without_faces_has_no_people(default_detector, tmp_path):
