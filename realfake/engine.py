@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .cpu import EXACT_INT8_OPTION, int8_products_saturate
 from .errors import ModelError
 
 logger = logging.getLogger(__name__)
@@ -86,11 +87,8 @@ class OnnxBackbone:
         # Its threads would otherwise spin after each run, taking the cores from torch's face
         # detection that comes next (measured: detection twice as slow beside spinning threads).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        # On x86 CPUs without VNNI (AVX2 only: most laptops; AVX-512 without VNNI), ONNX Runtime's
-        # fast u8 x s8 products saturate 16-bit pair sums, which wrecked this graph's tokens (measured
-        # in an emulated AVX2-only CPU: real faces scored 0.83-0.99 fake). This makes it use exact
-        # u8 x u8 products there; VNNI and AMX CPUs compute exactly either way and are unaffected.
-        options.add_session_config_entry("session.x64quantprecision", "1")
+        if int8_products_saturate():  # x86 without VNNI: exact u8 x u8 products (see realfake.cpu)
+            options.add_session_config_entry(EXACT_INT8_OPTION, "1")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         stored = self.session.get_modelmeta().custom_metadata_map.get(OUTPUTS_KEY)
         if stored is not None:

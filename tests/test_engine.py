@@ -6,13 +6,18 @@ from __future__ import annotations
 
 import csv
 import json
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import datasets
 import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import REAL_FACES
+from conftest import REAL_FACES, REPO
 from PIL import Image
 from test_base import int8_graph, tiny_clip
 from test_clip import CLIP_FLAGS
@@ -22,6 +27,7 @@ from transformers import AutoImageProcessor
 import realfake
 from realfake import base
 from realfake.clip import RealfakeClipConfig, RealfakeClipForImageClassification
+from realfake.cpu import EXACT_INT8_OPTION, int8_products_saturate
 from realfake.engine import ENGINE_FILE, OUTPUTS_KEY, OnnxBackbone, block_outputs
 from realfake.errors import ModelError
 from train import train
@@ -119,8 +125,32 @@ def test_the_engine_serves_frozen_heads_only():
         RealfakeClipConfig(feature_layers=[11], backbone_engine="tensorrt")
 
 
-def test_the_engine_asks_for_exact_int8_products_on_cpus_without_vnni():
-    # without it, AVX2-only CPUs saturate the u8 x s8 products and real faces score as fakes
+def test_the_engine_asks_for_exact_int8_products_only_where_they_saturate():
+    # where they saturate (x86 without VNNI) real faces score as fakes; where not, the option costs 3x
     options = OnnxBackbone(base.engine_file(base.BASE_ALIAS)).session.get_session_options()
-    assert options.get_session_config_entry("session.x64quantprecision") == "1"
+    if int8_products_saturate():
+        assert options.get_session_config_entry(EXACT_INT8_OPTION) == "1"
+    else:
+        with pytest.raises(RuntimeError, match="does not have configuration"):
+            options.get_session_config_entry(EXACT_INT8_OPTION)
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    cpuinfo = Path("/proc/cpuinfo")
+    flags = set(cpuinfo.read_text().split()) if cpuinfo.exists() else set()
+    if flags & {"avx512_vnni", "avx_vnni", "amx_int8"}:  # VNNI and AMX kernels are exact
+        assert not int8_products_saturate()
+
+
+@pytest.mark.skipif(
+    platform.machine() != "x86_64" or shutil.which("qemu-x86_64") is None, reason="needs qemu-user on x86_64"
+)
+def test_an_avx2_only_cpu_is_found_to_saturate():
+    # an emulated Haswell (AVX2, no VNNI), where the default model's real faces scored as fakes
+    probe = "from realfake.cpu import int8_products_saturate; print(int8_products_saturate())"
+    done = subprocess.run(
+        ["qemu-x86_64", "-cpu", "Haswell-noTSX", sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
+    assert done.stdout.strip() == "True", done.stderr[-2000:]
