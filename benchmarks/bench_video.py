@@ -5,7 +5,8 @@ moving a little every frame, 30 frames a second, H.264), once, outside the timin
 as a user's upload is, through ``Detector.predict_video`` at --fps frames a second: decoding, face
 detection and classification of every sampled frame, the tracks and their verdicts. Printed: the
 median wall time of --repeats runs, sampled frames a second, milliseconds a sampled frame and a
-face, and the tracks found (which should be one per person).
+face, and the tracks found (which should be one per person); then the median time ``--annotate``
+takes to draw the boxes on every frame of the clip and encode it again (H.264, ``veryfast``).
 
     python benchmarks/bench_video.py [--model M] [--fps 2] [--repeats 3] [--seconds 30]
 """
@@ -68,6 +69,7 @@ def main() -> None:
             f"realfake predict_video, {args.seconds} s 1280x720 H.264 at {RATE} fps, sampled at {args.fps:g} fps, "
             f"{torch.get_num_threads()} threads, median of {args.repeats}"
         )
+        drawn = {}
         print("| clip | wall time | sampled frames | frames/s | ms a frame | ms a face | tracks |")
         print("| --- | --- | --- | --- | --- | --- | --- |")
         for name, clip in clips.items():
@@ -83,6 +85,21 @@ def main() -> None:
                 f"| {name} | {wall:.1f} s | {frames} | {frames / wall:.1f} | {1000 * wall / frames:.0f} | "
                 f"{1000 * wall / max(faces, 1):.0f} | {len(result.tracks)} |"
             )
+            drawn[name] = _drawing_time(clip, result, Path(scratch) / "annotated.mp4", args.repeats)
+        print(f"\n--annotate, drawing every frame ({args.seconds * RATE}) and encoding the clip again:")
+        for name, wall in drawn.items():
+            print(f"- {name}: {wall:.1f} s ({1000 * wall / (args.seconds * RATE):.0f} ms a frame)")
+
+
+def _drawing_time(clip: Path, result, out_path: Path, repeats: int) -> float:
+    from realfake.annotate import annotated_video
+
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        annotated_video(clip, result.tracks, out_path, result.fps)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import bisect
+from collections.abc import Callable, Sequence
+from fractions import Fraction
+from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -113,17 +117,20 @@ def for_display(
     return image, outlines
 
 
-def draw_verdicts(image: Image.Image, verdicts: Sequence[FaceVerdict]) -> Image.Image:
-    """A copy of the RGB ``image`` with a coloured box and caption on every face."""
+def draw_verdicts(
+    image: Image.Image, verdicts: Sequence[FaceVerdict], names: Sequence[str] | None = None
+) -> Image.Image:
+    """A copy of the RGB ``image`` with a coloured box and caption on every face; ``names`` (one
+    per face, e.g. "person 2") go before the captions."""
     out = image.convert("RGB")
     draw = ImageDraw.Draw(out)
     line = max(2, round(max(out.size) / 300))
     font = ImageFont.load_default(size=max(14, round(max(out.size) / 32)))
-    for verdict in verdicts:
+    for number, verdict in enumerate(verdicts):
         colour = COLOURS.get(verdict.verdict, (37, 99, 235))
         x1, y1, x2, y2 = verdict.box
         draw.rectangle((x1, y1, x2, y2), outline=colour, width=line)
-        text = caption(verdict)
+        text = caption(verdict) if names is None else f"{names[number]}: {caption(verdict)}"
         left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
         pad = line
         label_h = bottom - top + 2 * pad
@@ -190,3 +197,74 @@ def timeline(tracks: Sequence, thresholds, duration: float | None = None):
     if tracks:
         axes.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small", frameon=False)
     return figure
+
+
+def annotated_video(
+    path: str | Path,
+    tracks: Sequence,
+    out_path: Path,
+    fps: float,
+    progress: Callable[[float, float | None], None] | None = None,
+) -> Path:
+    """The video at ``path`` again, every frame, with each person's box and verdict drawn where the
+    tracker followed them (``tracks`` from :meth:`~realfake.pipeline.Detector.predict_video` sampled
+    at ``fps``), written to ``out_path`` as H.264 MP4 without sound. Between two sampled frames a box
+    moves in a straight line; a person is drawn from half a sampling interval before their first
+    sighting to half one after their last, and not through the frames where the tracker lost them.
+    ``progress`` hears (seconds drawn, seconds in all or None).
+    """
+    import av
+
+    from .video import read_video
+
+    video = read_video(path, fps=None)
+    pad = 0.5 / fps
+    out = av.open(str(out_path), "w")
+    try:
+        stream = None
+        for frame in video.frames:
+            image = frame.image
+            if stream is None:
+                stream = out.add_stream("libx264", rate=30, options={"crf": "23", "preset": "veryfast"})
+                stream.width, stream.height = image.width // 2 * 2, image.height // 2 * 2  # H.264: even sides
+                stream.pix_fmt = "yuv420p"
+                stream.codec_context.time_base = Fraction(1, 1000)
+            shown = [(track, _box_at(track, frame.time, pad, 1.5 / fps)) for track in tracks]
+            shown = [(track, box) for track, box in shown if box is not None]
+            drawn = draw_verdicts(
+                image,
+                [_Drawn(box, track.verdict, track.fake_probability) for track, box in shown],
+                [f"person {track.id}" for track, _ in shown],
+            )
+            picture = av.VideoFrame.from_image(drawn.crop((0, 0, stream.width, stream.height)))
+            picture.pts, picture.time_base = round(frame.time * 1000), Fraction(1, 1000)
+            out.mux(stream.encode(picture))
+            if progress is not None:
+                progress(frame.time, video.duration)
+        if stream is not None:
+            out.mux(stream.encode())
+    finally:
+        out.close()
+    return out_path
+
+
+class _Drawn(NamedTuple):
+    """What draw_verdicts reads of a face: a person's box in one frame, and their verdict."""
+
+    box: tuple[float, float, float, float]
+    verdict: str
+    fake_probability: float
+
+
+def _box_at(track, time: float, pad: float, max_step: float):
+    """Where ``track``'s face is at ``time``: its sampled boxes, joined by straight lines across steps
+    of at most ``max_step`` seconds; None outside its span (widened by ``pad``) and across longer gaps."""
+    times = [frame.time for frame in track.frames]
+    i = bisect.bisect_right(times, time)
+    before = track.frames[i - 1] if i > 0 else None
+    after = track.frames[i] if i < len(times) else None
+    if before is not None and after is not None and after.time - before.time <= max_step:
+        weight = (time - before.time) / (after.time - before.time)
+        return tuple(a + (b - a) * weight for a, b in zip(before.box, after.box))
+    near = [frame for frame in (before, after) if frame is not None and abs(frame.time - time) <= pad]
+    return near[0].box if near else None

@@ -161,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="OUT_DIR",
         type=Path,
         help="also write each image with its boxes and labels drawn, as PNG, into OUT_DIR (for a video: "
-        "a contact sheet of each person's key frames, and NAME-timeline.png of their scores over time)",
+        "NAME-annotated.mp4 with each person's box and verdict drawn (when it has people), a contact sheet NAME.png of their "
+        "key frames, and NAME-timeline.png of their scores over time)",
     )
     predict.add_argument(
         "--explain",
@@ -463,9 +464,11 @@ def _write_annotated(result, out_path: Path) -> None:
 
 
 def _write_video_pictures(detector, result, out_path: Path) -> None:
-    """A video's contact sheet (each person's key frames) at ``out_path``, and its timeline of P(fake)
-    beside it (``<name>-timeline.png``)."""
+    """A video's contact sheet (each person's key frames) at ``out_path``, its timeline of P(fake)
+    beside it (``<name>-timeline.png``) and, when it has people, the video with their boxes drawn
+    (``<name>-annotated.mp4``)."""
     from .annotate import contact_sheet, timeline
+    from .errors import VideoError
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
     bands = detector.classifier.verdict_thresholds(detector.threshold)
@@ -474,8 +477,27 @@ def _write_video_pictures(detector, result, out_path: Path) -> None:
         timeline(result.tracks, bands, result.duration).savefig(
             out_path.with_name(f"{out_path.stem}-timeline.png"), dpi=100
         )
-    except OSError as error:
-        logger.warning("Could not write %s: %s", out_path, error)
+        if result.tracks:  # with nobody to draw, it would be the video again
+            _write_annotated_video(result, out_path.with_name(f"{out_path.stem}-annotated.mp4"))
+    except (OSError, VideoError) as error:  # a full disk, or a video that breaks on a second reading
+        logger.warning("Could not write the pictures of %s: %s", result.path, error)
+
+
+def _write_annotated_video(result, out_path: Path) -> None:
+    """The video with each person's box and verdict drawn, with a progress bar in seconds of video."""
+    from .annotate import annotated_video
+
+    bar = tqdm(desc=f"drawing {out_path.name}", unit="s", file=sys.stderr, dynamic_ncols=True, leave=False)
+
+    def progress(done: float, total: float | None) -> None:
+        bar.total = round(max(total or 0.0, done), 1)
+        bar.n = round(done, 1)
+        bar.refresh()
+
+    try:
+        annotated_video(result.path, result.tracks, out_path, result.fps, progress)
+    finally:
+        bar.close()
 
 
 def _write_explained(detector, result, out_path: Path) -> None:

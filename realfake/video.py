@@ -82,14 +82,18 @@ def is_video(path: str | os.PathLike) -> bool:
         return False  # the photo path reports what is wrong with it
 
 
-def read_video(path: str | os.PathLike, fps: float = DEFAULT_FPS, limits: VideoLimits | None = None) -> Video:
-    """Open the video at ``path`` and check it against ``limits``; its frames are sampled at ``fps``.
+def read_video(
+    path: str | os.PathLike, fps: float | None = DEFAULT_FPS, limits: VideoLimits | None = None
+) -> Video:
+    """Open the video at ``path`` and check it against ``limits``; its frames are sampled at ``fps``,
+    or every frame is read with ``fps=None`` (to draw on, not to judge: the sampled-frames cap is not
+    applied then).
 
     Raises:
         VideoError: the file is missing, empty, not a video, has no video stream, or exceeds a limit.
     """
     limits = limits or VideoLimits()
-    if not fps > 0:
+    if fps is not None and not fps > 0:
         raise VideoError(f"The sampling rate must be above 0 frames a second, not {fps}.")
     path = Path(path)
     name = path.name
@@ -109,7 +113,9 @@ def read_video(path: str | os.PathLike, fps: float = DEFAULT_FPS, limits: VideoL
     return _read_container(path, fps, limits)
 
 
-def _check(name: str, width: int, height: int, duration: float | None, fps: float, limits: VideoLimits):
+def _check(
+    name: str, width: int, height: int, duration: float | None, fps: float | None, limits: VideoLimits
+):
     if width <= 0 or height <= 0:
         raise VideoError(f"{name} declares no frame size; it may be damaged.")
     if width * height > limits.max_frame_pixels:
@@ -121,14 +127,14 @@ def _check(name: str, width: int, height: int, duration: float | None, fps: floa
         raise VideoError(
             f"{name} is {_clock(duration)} long; realfake reads videos up to {_clock(limits.max_duration_s)}."
         )
-    if duration is not None and sampled_count(duration, fps) > limits.max_sampled_frames:
+    if fps is not None and duration is not None and sampled_count(duration, fps) > limits.max_sampled_frames:
         raise VideoError(
             f"{name} would give {sampled_count(duration, fps)} frames at {fps:g} a second, more than "
             f"the {limits.max_sampled_frames} realfake reads; sample fewer frames a second (--fps)."
         )
 
 
-def _read_container(path: Path, fps: float, limits: VideoLimits) -> Video:
+def _read_container(path: Path, fps: float | None, limits: VideoLimits) -> Video:
     import av
 
     name = path.name
@@ -161,7 +167,9 @@ def _read_container(path: Path, fps: float, limits: VideoLimits) -> Video:
     )
 
 
-def _opened(path: Path, source, size, duration, codec: str, fps: float, limits: VideoLimits, frames) -> Video:
+def _opened(
+    path: Path, source, size, duration, codec: str, fps: float | None, limits: VideoLimits, frames
+) -> Video:
     """The :class:`Video` of an open ``source`` (a container or an image, closed if refused) once what
     it declares passes :func:`_check`; ``frames(video)`` gives its frames."""
     try:
@@ -174,7 +182,9 @@ def _opened(path: Path, source, size, duration, codec: str, fps: float, limits: 
     return video
 
 
-def _container_frames(container, stream, video: Video, fps: float, limits: VideoLimits) -> Iterator[Frame]:
+def _container_frames(
+    container, stream, video: Video, fps: float | None, limits: VideoLimits
+) -> Iterator[Frame]:
     import av
 
     name, sampled, next_time, last = Path(video.path).name, 0, 0.0, None
@@ -192,7 +202,7 @@ def _container_frames(container, stream, video: Video, fps: float, limits: Video
             if frame.width * frame.height > limits.max_frame_pixels:
                 video.notes.append(f"Frames from {frame.time:.1f} s on are larger than realfake reads.")
                 return
-            if sampled >= limits.max_sampled_frames:
+            if fps is not None and sampled >= limits.max_sampled_frames:
                 video.notes.append(
                     f"Only the first {limits.max_sampled_frames} sampled frames were read; "
                     "sample fewer frames a second (--fps) to cover it all."
@@ -225,7 +235,7 @@ def _container_frames(container, stream, video: Video, fps: float, limits: Video
         )
 
 
-def _read_animation(path: Path, fps: float, limits: VideoLimits) -> Video:
+def _read_animation(path: Path, fps: float | None, limits: VideoLimits) -> Video:
     name = path.name
     if path.stat().st_size > MAX_IMAGE_BYTES:
         raise VideoError(f"{name} is larger than the {MAX_IMAGE_BYTES // 1024**2} MB realfake reads.")
@@ -248,7 +258,9 @@ def _read_animation(path: Path, fps: float, limits: VideoLimits) -> Video:
     )
 
 
-def _animation_frames(image: Image.Image, video: Video, fps: float, limits: VideoLimits) -> Iterator[Frame]:
+def _animation_frames(
+    image: Image.Image, video: Video, fps: float | None, limits: VideoLimits
+) -> Iterator[Frame]:
     sampled, time, next_time = 0, 0.0, 0.0
     try:
         for frame in ImageSequence.Iterator(image):
@@ -256,7 +268,7 @@ def _animation_frames(image: Image.Image, video: Video, fps: float, limits: Vide
             time += _frame_seconds(frame.info)
             if shown + 1e-6 < next_time:
                 continue
-            if sampled >= limits.max_sampled_frames:
+            if fps is not None and sampled >= limits.max_sampled_frames:
                 video.notes.append(f"Only the first {limits.max_sampled_frames} sampled frames were read.")
                 return
             yield Frame(sampled, shown, frame.convert("RGB"))
@@ -275,8 +287,11 @@ def sampled_count(duration: float, fps: float) -> int:
     return max(1, math.ceil(duration * fps - 1e-6))
 
 
-def _next_sample(time: float, fps: float) -> float:
-    """When the next frame to sample is due, after one sampled at ``time``: the next 1/fps mark."""
+def _next_sample(time: float, fps: float | None) -> float:
+    """When the next frame to sample is due, after one sampled at ``time``: the next 1/fps mark (any
+    later frame when every frame is read)."""
+    if fps is None:
+        return time
     return (math.floor(time * fps + 1e-6) + 1) / fps
 
 

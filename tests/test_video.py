@@ -193,6 +193,8 @@ def test_predict_takes_videos_beside_photos_and_goes_on_past_a_broken_one(tmp_pa
     )
     sheet, plot = Image.open(pictures / "a-clip.png"), Image.open(pictures / "a-clip-timeline.png")
     assert sheet.width > 3 * 224 and sheet.height > 224 and plot.size == (800, 320)
+    with av.open(str(pictures / "a-clip-annotated.mp4")) as drawn:
+        assert sum(1 for _ in drawn.decode(video=0)) == 20  # every frame of the clip, not the sampled 4
     assert (
         len(lines) == 1 and ": 1 person: person 1 fake " in lines[0] and ", 0.0-1.5 s, 4 frames" in lines[0]
     )
@@ -226,3 +228,30 @@ def test_a_clip_without_faces_has_no_people(default_detector, tmp_path):
     result = default_detector.predict_video(clip)
     assert result.sampled_frames == 4 and result.tracks == [] and result.error is None
     assert summary(result.tracks, nouns=("person", "people")) == "No person found."
+
+
+def rgb_frames(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [frame.to_ndarray(format="rgb24").astype(int) for frame in container.decode(video=0)]
+
+
+def test_the_annotated_video_draws_each_person_while_the_tracker_follows_them(default_detector, tmp_path):
+    from realfake.annotate import COLOURS, annotated_video
+
+    wall = Image.new("RGB", (100, 100), (90, 110, 130))
+    clip = write_clip(tmp_path / "clip.mp4", [([(face(REAL), 300, 140, 0)], 10), ([(wall, 0, 0, 0)], 10)])
+    result = default_detector.predict_video(clip)
+    [track] = result.tracks
+    assert (track.verdict, track.start, track.end) == ("real", 0.0, 0.5)
+    out = annotated_video(clip, result.tracks, tmp_path / "drawn.mp4", result.fps)
+    source, frames = rgb_frames(clip), rgb_frames(out)
+    assert len(frames) == 20 and frames[0].shape == (540, 960, 3)
+
+    def drawn_green(i: int) -> int:  # pixels turned the real verdict's colour (through H.264's loss)
+        changed = np.abs(frames[i] - source[i]).max(axis=2) > 60
+        return int((changed & (np.abs(frames[i] - COLOURS["real"]).max(axis=2) < 40)).sum())
+
+    x1, y1, x2, _ = (round(v) for v in track.frames[0].box)
+    assert np.abs(frames[2][y1, (x1 + x2) // 2] - COLOURS["real"]).max() < 40  # the box's top edge
+    assert drawn_green(2) > 1000 and drawn_green(7) > 1000  # 0.7 s: within half a sample of 0.5 s
+    assert drawn_green(8) == drawn_green(15) == 0  # past the track's last sighting, and after the cut
