@@ -242,8 +242,9 @@ def run_base(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    detector = _load(args)
     inputs, missing = collect_images(args.paths)
+    _refuse_writing_among_inputs(inputs, {"--annotate": args.annotate, "--explain": args.explain})
+    detector = _load(args)
     if args.annotate:
         args.annotate.mkdir(parents=True, exist_ok=True)
     if args.explain:
@@ -295,6 +296,20 @@ def run_predict(args: argparse.Namespace) -> int:
     if failed:
         logger.warning("%d of %d inputs could not be read", failed, len(objects))
     return EXIT_INPUT_FAILED if failed else EXIT_OK
+
+
+def _refuse_writing_among_inputs(inputs, out_dirs: dict[str, Path | None]) -> None:
+    """An output folder that holds an input would have its pictures overwrite the inputs they mirror."""
+    for flag, out_dir in out_dirs.items():
+        if out_dir is None:
+            continue
+        root = out_dir.resolve()
+        inside = next((path for path, _ in inputs if path.resolve().is_relative_to(root)), None)
+        if inside is not None:
+            raise RealfakeError(
+                f"{flag} {out_dir} holds an input ({inside}), which its pictures could overwrite; "
+                "write them into a folder outside the inputs."
+            )
 
 
 def _predict_inputs(detector, paths: list[Path], args: argparse.Namespace, keep: bool) -> Iterator:

@@ -388,3 +388,18 @@ def test_broken_metadata_is_a_note_and_the_faces_are_still_judged(tiny_convnext,
     for result in json.loads(done.stdout):
         assert result["error"] is None and len(result["faces"]) == 1
         assert result["provenance"]["findings"] == [] and len(result["provenance"]["notes"]) == 1
+
+
+@pytest.mark.parametrize("flag", ["--annotate", "--explain"])
+def test_pictures_are_never_written_among_the_inputs(tmp_path, flag):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(REAL_FACES[0], photos / "a.png")
+    before = (photos / "a.png").read_bytes()
+    done = run_cli("predict", str(photos), flag, str(photos))
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip().splitlines() == [
+        f"realfake: error: {flag} {photos} holds an input ({photos / 'a.png'}), which its pictures could "
+        "overwrite; write them into a folder outside the inputs."
+    ]
+    assert sorted(photos.iterdir()) == [photos / "a.png"] and (photos / "a.png").read_bytes() == before
