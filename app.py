@@ -129,11 +129,16 @@ def file_says(provenance) -> str:
     if not provenance.findings:
         lines = [provenance.summary()]
     else:
-        lines = [
-            f"{finding.says} ({STRENGTH_WORDS[finding.strength]}; {finding.where})"
-            for finding in provenance.findings
-        ]
+        lines = [f"{finding.says} ({_worth(finding)}; {finding.where})" for finding in provenance.findings]
     return "\n".join(lines + list(provenance.notes))
+
+
+def _worth(finding) -> str:
+    if (
+        finding.strength == "hint" and finding.ai is None
+    ):  # the software that wrote a video: a sign of neither
+        return "easy to edit"
+    return STRENGTH_WORDS[finding.strength]
 
 
 def explain(image: str | None):

@@ -78,7 +78,7 @@ def test_predict_video_through_the_client(client, tmp_path):
         and "in 8 frames sampled at 2 a second." in sentence
     )
     assert results["summary"] == sentence and says == results["provenance"]["findings"][0]["says"] + (
-        " (a weak sign, easy to edit; MP4 container)"
+        " (easy to edit; MP4 container)"
     )
     assert "(FFmpeg)" in says and not results["provenance"]["declares_ai"]
     assert plot["type"] == "matplotlib" and plot["plot"].startswith("data:image/")
