@@ -13,8 +13,11 @@ module imports no torch, so that the check runs quickly even under an emulator.
 from __future__ import annotations
 
 import functools
+import logging
 
 import numpy as np
+
+logger = logging.getLogger(__name__)
 
 EXACT_INT8_OPTION = "session.x64quantprecision"
 _ROWS, _DEPTH, _COLUMNS = 4, 64, 16
@@ -22,7 +25,16 @@ _ROWS, _DEPTH, _COLUMNS = 4, 64, 16
 
 @functools.lru_cache(maxsize=1)
 def int8_products_saturate() -> bool:
-    """True when ONNX Runtime's default u8 x s8 matrix product is not exact on this CPU."""
+    """True when ONNX Runtime's default u8 x s8 matrix product is not exact on this CPU, or when
+    that cannot be told (then the exact products are the safe choice: slower, never wrong)."""
+    try:
+        return _probe()
+    except Exception:  # an ONNX Runtime or onnx unlike the ones this was written for
+        logger.debug("The int8 probe failed; asking for exact int8 products", exc_info=True)
+        return True
+
+
+def _probe() -> bool:
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 

@@ -140,6 +140,20 @@ def test_the_engine_asks_for_exact_int8_products_only_where_they_saturate():
         assert not int8_products_saturate()
 
 
+def test_a_probe_that_cannot_run_asks_for_exact_products(monkeypatch):
+    import onnxruntime
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no MatMulInteger kernel")
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", broken)
+    int8_products_saturate.cache_clear()
+    try:
+        assert int8_products_saturate() is True
+    finally:
+        int8_products_saturate.cache_clear()
+
+
 @pytest.mark.skipif(
     platform.machine() != "x86_64" or shutil.which("qemu-x86_64") is None, reason="needs qemu-user on x86_64"
 )
