@@ -219,6 +219,7 @@ def annotated_video(
 
     video = read_video(path, fps=None)
     pad = 0.5 / fps
+    times = [[frame.time for frame in track.frames] for track in tracks]
     out = av.open(str(out_path), "w")
     try:
         stream = None
@@ -229,7 +230,10 @@ def annotated_video(
                 stream.width, stream.height = image.width // 2 * 2, image.height // 2 * 2  # H.264: even sides
                 stream.pix_fmt = "yuv420p"
                 stream.codec_context.time_base = Fraction(1, 1000)
-            shown = [(track, _box_at(track, frame.time, pad, 1.5 / fps)) for track in tracks]
+            shown = [
+                (track, _box_at(track, seen, frame.time, pad, 1.5 / fps))
+                for track, seen in zip(tracks, times)
+            ]
             shown = [(track, box) for track, box in shown if box is not None]
             drawn = draw_verdicts(
                 image,
@@ -256,10 +260,10 @@ class _Drawn(NamedTuple):
     fake_probability: float
 
 
-def _box_at(track, time: float, pad: float, max_step: float):
-    """Where ``track``'s face is at ``time``: its sampled boxes, joined by straight lines across steps
-    of at most ``max_step`` seconds; None outside its span (widened by ``pad``) and across longer gaps."""
-    times = [frame.time for frame in track.frames]
+def _box_at(track, times: list[float], time: float, pad: float, max_step: float):
+    """Where ``track``'s face is at ``time``: its sampled boxes (at ``times``), joined by straight lines
+    across steps of at most ``max_step`` seconds; None outside its span (widened by ``pad``) and
+    across longer gaps."""
     i = bisect.bisect_right(times, time)
     before = track.frames[i - 1] if i > 0 else None
     after = track.frames[i] if i < len(times) else None
