@@ -160,9 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--annotate",
         metavar="OUT_DIR",
         type=Path,
-        help="also write each image with its boxes and labels drawn, as PNG, into OUT_DIR (for a video: "
-        "NAME-annotated.mp4 with each person's box and verdict drawn (when it has people), a contact sheet NAME.png of their "
-        "key frames, and NAME-timeline.png of their scores over time)",
+        help="also write each image with its boxes and labels drawn, as PNG, into OUT_DIR; for a video, "
+        "NAME-annotated.mp4 with each person's box and verdict drawn (when it has people), a contact "
+        "sheet NAME.png of their key frames and NAME-timeline.png of their scores over time",
     )
     predict.add_argument(
         "--explain",
@@ -639,21 +639,22 @@ def _progress(total: int, what: str) -> tqdm:
     )
 
 
-def _probability(text: str) -> float:
+def _number(text: str) -> float:
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def _probability(text: str) -> float:
+    value = _number(text)
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
     return value
 
 
 def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    value = _number(text)
     if not value > 0 or math.isinf(value):
         raise argparse.ArgumentTypeError(f"{text} is not a number above 0")
     return value
