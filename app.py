@@ -134,9 +134,8 @@ def file_says(provenance) -> str:
 
 
 def _worth(finding) -> str:
-    if (
-        finding.strength == "hint" and finding.ai is None
-    ):  # the software that wrote a video: a sign of neither
+    # a hint of neither AI nor a camera (the software that wrote a video) is no "weak sign" of anything
+    if finding.strength == "hint" and finding.ai is None:
         return "easy to edit"
     return STRENGTH_WORDS[finding.strength]
 
