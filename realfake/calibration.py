@@ -99,16 +99,18 @@ class VerdictThresholds:
             return "real"
         return "uncertain"
 
-    def verdicts(self, probabilities) -> np.ndarray:
-        """:meth:`verdict` for an array of probabilities."""
+    def verdicts(self, probabilities, novel=None) -> np.ndarray:
+        """:meth:`verdict` for an array of probabilities; where ``novel`` (a mask of faces unlike
+        the real photos the model knows, :mod:`realfake.novelty`), "uncertain" instead of "real"."""
         p = np.asarray(probabilities, dtype=np.float64)
-        return np.where(
-            p >= self.fake_at_least, "fake", np.where(p <= self.real_at_most, "real", "uncertain")
-        )
+        real = p <= self.real_at_most
+        if novel is not None:
+            real &= ~np.asarray(novel, dtype=bool)
+        return np.where(p >= self.fake_at_least, "fake", np.where(real, "real", "uncertain"))
 
-    def shares(self, probabilities) -> dict[str, float | None]:
+    def shares(self, probabilities, novel=None) -> dict[str, float | None]:
         """The share of these faces given each verdict (None for each where there are none)."""
-        verdicts = self.verdicts(probabilities)
+        verdicts = self.verdicts(probabilities, novel)
         return {v: (float(np.mean(verdicts == v)) if len(verdicts) else None) for v in VERDICTS}
 
     def to_dict(self) -> dict:
@@ -191,15 +193,18 @@ def expected_calibration_error(labels, probabilities, bins: int = ECE_BINS) -> f
     return float(np.sum(np.abs(mean_p - share) * counts) / max(1, counts.sum()))
 
 
-def verdict_report(labels, probabilities, thresholds: VerdictThresholds) -> dict:
+def verdict_report(labels, probabilities, thresholds: VerdictThresholds, novel=None) -> dict:
     """How faces of each class (label 0 real, 1 fake) were judged, as shares of the class; the share
     of all faces left uncertain; the accuracy on the faces that got a verdict of real or fake; and
-    the expected calibration error of ``probabilities``. Shares of an absent class are None."""
+    the expected calibration error of ``probabilities``. Shares of an absent class are None.
+    ``novel``: see :meth:`VerdictThresholds.verdicts`."""
     labels = np.asarray(labels, dtype=int)
     probabilities = np.asarray(probabilities, dtype=np.float64)
-    verdicts = thresholds.verdicts(probabilities)
+    novel = np.zeros(len(labels), dtype=bool) if novel is None else np.asarray(novel, dtype=bool)
+    verdicts = thresholds.verdicts(probabilities, novel)
     shares = {
-        name: thresholds.shares(probabilities[labels == value]) for value, name in ((0, "real"), (1, "fake"))
+        name: thresholds.shares(probabilities[labels == value], novel[labels == value])
+        for value, name in ((0, "real"), (1, "fake"))
     }
     decided = verdicts != "uncertain"
     right = (verdicts == "fake") == (labels == 1)

@@ -18,6 +18,7 @@ from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWi
 from realfake.folders import in_share, source_shares
 from train import protocol, train
 from train.card import PROTOCOL_HEADING
+from train.families import FAMILIES, PORTRAIT_APPS, STYLEGAN2
 
 
 def write_run(folder, rows, threshold):
@@ -56,9 +57,23 @@ def test_the_table_gives_each_family_against_its_reference_and_the_wild_false_po
     wild = [score for source, _, score in rows if source in ("lfw-news", "unsplash-men")]
     assert entry["wild_real_called_fake"] == pytest.approx(np.mean(np.array(wild) >= 0.8))
     assert entry["n_wild_real"] == 30
+    # A run without verdict thresholds is binary at its threshold: below it, a fake is called real.
+    fakes = np.array([score for source, _, score in rows if source == "sdfd-sd21"])
+    judged = entry["fakes_judged"]["Stable Diffusion 2.1"]
+    assert judged["n"] == 40
+    assert judged["verdicts"] == pytest.approx(
+        {"real": np.mean(fakes < 0.8), "uncertain": 0.0, "fake": np.mean(fakes >= 0.8)}
+    )
     table = protocol.format_table(results)
-    assert f"| Stable Diffusion 2.1 | {expected:.3f} (40 vs 30) | n/a |" in table
+    real_share = f"{np.mean(fakes < 0.8):.1%}"
+    assert f"| Stable Diffusion 2.1 | {expected:.3f} (40 vs 30) | {real_share} / 0.0% | n/a | n/a |" in table
     assert "without-sd21: " in table.splitlines()[-1]
+    # The worst left-out family called real is the fold's own family or StyleGAN3, left out everywhere.
+    sg3 = np.mean(np.array([score for source, _, score in rows if source == "stylegan3-r"]) < 0.8)
+    worst = protocol.worst_folds(results)
+    assert worst.startswith(
+        f"Worst fold, a left-out family called real: {max(sg3, np.mean(fakes < 0.8)):.1%}"
+    )
 
 
 def test_the_card_gets_the_table_once(tmp_path):
@@ -75,7 +90,7 @@ def test_the_card_gets_the_table_once(tmp_path):
 # so a head can learn something and still make mistakes.
 PROTOCOL_SOURCES = {
     **{source: "real" for kind in protocol.REAL_KINDS.values() for source in kind[1]},
-    **{source: "fake" for source in ("tpdne-128", "tpdne-2022", "tpdne-2025", "sdfd-sd21", "t2i-sfhq", "stylegan3-r")},
+    **{source: "fake" for source in (*STYLEGAN2, *(s for fakes, _ in FAMILIES.values() for s in fakes))},
 }  # fmt: skip
 
 
@@ -175,7 +190,7 @@ def test_probe_heads_prints_the_protocol_tables_for_both_kinds_of_fold(protocol_
 
     results = probe_heads.main(
         ["--config", str(protocol_config), "--heads", "1,m2,p", "--folds", "without-sd21", "without-aaf-ages",
-         "final", "--output_dir", str(tmp_path)]
+         "without-portrait-apps", "final", "--output_dir", str(tmp_path)]
     )["1,m2,p"]  # fmt: skip
     fold = results["real_folds"]["without-aaf-ages"]
     assert fold["n"] == 12 and set(fold["groups"]) == {"children", "elders"}
@@ -186,7 +201,23 @@ def test_probe_heads_prints_the_protocol_tables_for_both_kinds_of_fold(protocol_
         aaf = [row for row in csv.DictReader(file) if row["source"] == "aaf-ages"]
     assert len(aaf) == 12 and {row["set"] for row in aaf} == {"heldout"}
     assert results["folds"]["without-sd21"]["roc_auc"]["Stable Diffusion 2.1"][0] is not None
+    # The fifth family's fold: its fakes (both apps) against the retouched real faces, and how they
+    # were judged, confident misses first.
+    apps = "AI portrait apps and pipelines (FaceChain, Kolors)"
+    fold = results["folds"]["without-portrait-apps"]
+    assert fold["left_out"] == apps
+    auc, n_fake, n_real = fold["roc_auc"][apps]
+    assert (n_fake, n_real) == (12 * len(PORTRAIT_APPS), 12) and auc is not None
+    judged = fold["fakes_judged"][apps]
+    assert judged["n"] == 24 and sum(judged["verdicts"].values()) == pytest.approx(1.0)
+    with open(tmp_path / "1,m2,p" / "without-portrait-apps" / train.SCORES_FILE) as file:
+        trained = {row["source"] for row in csv.DictReader(file) if row["set"] != "heldout"}
+    assert not trained & {*PORTRAIT_APPS, "scut-beauty"}
     printed = capsys.readouterr().out
+    real, uncertain = judged["verdicts"]["real"], judged["verdicts"]["uncertain"]
+    assert f"| {apps} | {auc:.3f} (24 vs 12) | {real:.1%} / {uncertain:.1%} |" in printed
+    assert printed.lstrip().startswith("## 1,m2,p")
+    assert "Worst fold, a left-out family called real: " in printed
     assert "| aaf-ages (children and people over 60) | 12 |" in printed
     assert "| worst / mean of the folds |" in printed
     held = sum(in_share(file, 0.3) for file in source_files("pixabay-portraits", 12))

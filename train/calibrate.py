@@ -44,12 +44,14 @@ from realfake.calibration import (  # noqa: E402
     verdict_report,
 )
 from realfake.classifier import RESULTS_FILE, THRESHOLD_KEY  # noqa: E402
+from realfake.novelty import NOVELTY_KEY  # noqa: E402
 from train.card import CALIBRATION_HEADING, plot_reliability, replace_section  # noqa: E402
 from train.families import FAMILIES, family_rows  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
 SCORES_FILE = "validation_scores.csv"
+NOVELTY_COLUMN = "real_p_value"  # a crop's conformal p-value of being like the known real photos
 RELIABILITY_FILE = "reliability.png"
 FIGURES_FILE = "calibration.json"  # everything calibrate_run measured, for train/protocol.py
 CALIBRATION_SHARE = 0.5
@@ -76,22 +78,34 @@ def read_rows(run_dir: Path) -> list[dict]:
 
 def write_rows(run_dir: Path, rows: list[dict]) -> None:
     """The rows back, with both scores exact (the verdict thresholds sit between neighbouring scores)."""
+    novelty = [NOVELTY_COLUMN] if rows and NOVELTY_COLUMN in rows[0] else []  # kept where there
     with open(run_dir / SCORES_FILE, "w", newline="") as out:
         writer = csv.writer(out)
         writer.writerow(
-            ["set", "file", "source", "label", "fake_probability", "raw_fake_probability", "calibration"]
-        )
+            ["set", "file", "source", "label", "fake_probability", "raw_fake_probability", "calibration",
+             *novelty]
+        )  # fmt: skip
         for row in rows:
             writer.writerow(
                 [row["set"], row["file"], row["source"], row["label"], repr(row["p"]), repr(row["raw"]),
-                 row["calibration"]]
+                 row["calibration"], *(row[column] for column in novelty)]
             )  # fmt: skip
 
 
-def report_rows(rows: list[dict], bands) -> dict:
-    """verdict_report for these rows, plus their count and the ECE of the raw scores."""
+def novel_rows(rows: list[dict], config: dict) -> list[bool] | None:
+    """Which rows are too unlike the known real photos to be called real (realfake.novelty), where
+    the run has a novelty model; else None."""
+    settings = config.get(NOVELTY_KEY)
+    if not settings or not rows or NOVELTY_COLUMN not in rows[0]:
+        return None
+    return [float(row[NOVELTY_COLUMN]) < float(settings["alpha"]) for row in rows]
+
+
+def report_rows(rows: list[dict], bands, config: dict | None = None) -> dict:
+    """verdict_report for these rows (with the run's novelty model where ``config`` has one), plus
+    their count and the ECE of the raw scores."""
     labels = [row["y"] for row in rows]
-    report = verdict_report(labels, [row["p"] for row in rows], bands)
+    report = verdict_report(labels, [row["p"] for row in rows], bands, novel_rows(rows, config or {}))
     report["ece_raw"] = expected_calibration_error(labels, [row["raw"] for row in rows])
     report["n"] = len(rows)
     return report
@@ -137,15 +151,15 @@ def calibrate_run(
         "calibration": calibration.to_dict(),
         "verdict_thresholds": bands.to_dict(),
         "threshold": threshold,
-        "fit": report_rows(fitting, bands),
-        "test": report_rows(testing, bands) if testing else None,
+        "fit": report_rows(fitting, bands, config),
+        "test": report_rows(testing, bands, config) if testing else None,
         "test_by_family": {},
     }
     groups = {"all test faces": testing}
     for family in FAMILIES:
         chosen = family_rows(testing, family)
         if len({row["y"] for row in chosen}) == 2:
-            figures["test_by_family"][family] = report_rows(chosen, bands)
+            figures["test_by_family"][family] = report_rows(chosen, bands, config)
             groups[family.split(" (")[0]] = chosen
     if testing:
         panels = {

@@ -10,12 +10,15 @@ WILD = ("facemask-unmasked", "unsplash-men", "lfw-news", "aaf-ages")
 # Real photos of which every run holds out the same 30% by file: the wild ones and stock portraits.
 SHARED_REAL = (*WILD, "pixabay-portraits")
 STYLEGAN2 = ("tpdne-128", "tpdne-2022", "tpdne-2025")
+PORTRAIT_APPS = ("facechain-portraits", "kolors-people")
+UNSEEN = "StyleGAN3 (in no training set)"  # the family no run trains on
 # family -> (its fake sources, the real sources of about its size and framing it is scored against)
 FAMILIES = {
     "StyleGAN2 (thispersondoesnotexist)": (("tpdne-2025",), ("ffhq-1024",)),
     "Stable Diffusion 2.1": (("sdfd-sd21",), ("ffhq-1024",)),
     "text-to-image services (Flux.1, SDXL, DALL-E 3)": (("t2i-sfhq",), SHARED_REAL),
-    "StyleGAN3 (in no training set)": (("stylegan3-r",), ("ffhq-sg3pair",)),
+    "AI portrait apps and pipelines (FaceChain, Kolors)": (PORTRAIT_APPS, ("scut-beauty",)),
+    UNSEEN: (("stylegan3-r",), ("ffhq-sg3pair",)),
 }
 # kind of real photo -> (its name, its sources): the leave-one-real-source-out folds train without them
 REAL_KINDS = {
@@ -26,6 +29,7 @@ REAL_KINDS = {
     "lfw-news": ("lfw-news (news photos)", ("lfw-news",)),
     "pixabay": ("pixabay-portraits (stock portraits)", ("pixabay-portraits",)),
     "aaf-ages": ("aaf-ages (children and people over 60)", ("aaf-ages",)),
+    "scut-beauty": ("scut-beauty (retouched and beauty-filtered faces)", ("scut-beauty",)),
 }
 # Groups of people named in a source's file names (pixabay-portraits-woman-0001.jpg): name -> marker
 GROUPS = {

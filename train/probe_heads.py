@@ -30,6 +30,7 @@ from sklearn.preprocessing import StandardScaler
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from realfake.classifier import THRESHOLD_KEY  # noqa: E402
+from realfake.novelty import COMPONENTS, NOVELTY_KEY, Novelty  # noqa: E402
 from train import protocol, train  # noqa: E402
 from train.calibrate import calibrate_run  # noqa: E402
 
@@ -67,28 +68,56 @@ def head_features(
     return np.concatenate(parts, axis=1)
 
 
-def probe_fold(features, labels, weights, train_rows, eval_rows, C: float) -> dict[str, np.ndarray]:
+def probe_fold(
+    features, labels, weights, train_rows, eval_rows, C: float
+) -> tuple[dict[str, np.ndarray], StandardScaler]:
     """Fit one head on the training rows of every view; P(fake) of each validation set's crops as
-    they are (view 0)."""
+    they are (view 0), and the standardisation the head reads through."""
     train_x = np.concatenate([view[train_rows] for view in features])
     train_y = np.tile(labels[train_rows], len(features))
     sample_weight = None if weights is None else np.tile(weights, len(features))
     scaler = StandardScaler().fit(train_x)
     head = LogisticRegression(C=C, max_iter=2000).fit(scaler.transform(train_x), train_y, sample_weight)
-    return {
+    scores = {
         name: head.predict_proba(scaler.transform(features[0][rows]))[:, 1]
         for name, rows in eval_rows.items()
     }
+    return scores, scaler
+
+
+def novelty_p_values(
+    features: np.ndarray, labels, scaler, train_rows, eval_rows: dict, alpha: float, components: int
+) -> tuple[Novelty, dict[str, np.ndarray]]:
+    """A novelty model of the fold's real training crops (as they are), referenced on the random
+    split's real crops, and every validation crop's p-value under it."""
+    train_rows, random_rows = np.asarray(train_rows), np.asarray(eval_rows["random"])
+    standard = scaler.transform(features)
+    novelty = Novelty.fit(
+        standard[train_rows[labels[train_rows] == 0]],
+        standard[random_rows[labels[random_rows] == 0]],
+        alpha=alpha,
+        components=components,
+    )
+    return novelty, {name: novelty.p_values(standard[rows]) for name, rows in eval_rows.items()}
 
 
 def write_run(
-    run: Path, dataset, eval_rows: dict, scores: dict, labels: np.ndarray, threshold: float
+    run: Path,
+    dataset,
+    eval_rows: dict,
+    scores: dict,
+    labels: np.ndarray,
+    threshold: float,
+    novelty: Novelty | None = None,
+    real_p_values: dict | None = None,
 ) -> None:
-    """A run folder as train.py leaves one for calibration: its config (threshold) and scores."""
+    """A run folder as train.py leaves one for calibration: its config (threshold, and the novelty
+    settings where there are some) and scores."""
     run.mkdir(parents=True, exist_ok=True)
-    (run / "config.json").write_text(json.dumps({THRESHOLD_KEY: threshold}))
+    config = {THRESHOLD_KEY: threshold, **({NOVELTY_KEY: novelty.settings()} if novelty else {})}
+    (run / "config.json").write_text(json.dumps(config))
     curves = {name: (scores[name], labels[rows]) for name, rows in eval_rows.items()}
-    train.write_scores(run / train.SCORES_FILE, dataset, eval_rows, curves)
+    train.write_scores(run / train.SCORES_FILE, dataset, eval_rows, curves, real_p_values)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -100,6 +129,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--views", type=int, help="train on the first N cached views only (default: all)")
     parser.add_argument("--no_balance", action="store_true", help="ignore the config's balance_sources")
     parser.add_argument("--output_dir", type=Path, help="default: runs/probe-<config name>")
+    parser.add_argument(
+        "--novelty_alpha",
+        type=float,
+        help="'real' is earned: a face whose novelty p-value (realfake.novelty) is below this is uncertain",
+    )
+    parser.add_argument("--novelty_components", type=int, default=COMPONENTS, help="its PCA directions")
     args = parser.parse_args(argv)
     config = json.loads(args.config.read_text())
     model_args, data_args, training_args = train.parse_args(["--config", str(args.config)])
@@ -127,17 +162,26 @@ def main(argv: list[str] | None = None) -> dict:
                 if balance
                 else None
             )
-            scores = probe_fold(features, labels, weights, train_rows, eval_rows, args.C)
+            scores, scaler = probe_fold(features, labels, weights, train_rows, eval_rows, args.C)
             threshold = train.decision_threshold(
                 scores["random"], labels[eval_rows["random"]], data_args.threshold_max_fpr
             )
+            novelty = p_values = None
+            if args.novelty_alpha is not None:
+                novelty, p_values = novelty_p_values(
+                    features[0], labels, scaler, train_rows, eval_rows, args.novelty_alpha,
+                    args.novelty_components,
+                )  # fmt: skip
             run = output / spec / fold
-            write_run(run, dataset, eval_rows, scores, labels, threshold)
+            write_run(run, dataset, eval_rows, scores, labels, threshold, novelty, p_values)
             calibrate_run(run, data_args.calibration_share, exclude)
             runs[fold] = run
         results[spec] = protocol.report(runs)
         (output / spec / "protocol.json").write_text(json.dumps(results[spec], indent=2))
-        print(f"\n## {spec} (C={args.C}{', sources balanced' if balance else ''}, {len(tokens)} views)\n")
+        novel = "" if args.novelty_alpha is None else f", novelty alpha {args.novelty_alpha}"
+        print(
+            f"\n## {spec} (C={args.C}{', sources balanced' if balance else ''}, {len(tokens)} views{novel})\n"
+        )
         print(protocol.format_all(results[spec]), flush=True)
     return results
 

@@ -38,9 +38,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from realfake.calibration import VerdictThresholds  # noqa: E402
 from train import train  # noqa: E402
-from train.calibrate import FIGURES_FILE, calibrate_run, share_text  # noqa: E402
+from train.calibrate import FIGURES_FILE, calibrate_run, novel_rows, share_text  # noqa: E402
 from train.card import PROTOCOL_HEADING, replace_section  # noqa: E402
-from train.families import FAMILIES, REAL_KINDS, SHARED_REAL, STYLEGAN2, WILD, group_of  # noqa: E402
+from train.families import (  # noqa: E402
+    FAMILIES,
+    PORTRAIT_APPS,
+    REAL_KINDS,
+    SHARED_REAL,
+    STYLEGAN2,
+    UNSEEN,
+    WILD,
+    group_of,
+)
 
 ALWAYS_HELD_OUT = ["stylegan3-r", "ffhq-sg3pair", *(f"{source}:0.3" for source in SHARED_REAL)]
 # fold -> (the family it leaves out, the sources it holds out); whole sources last, so they win
@@ -48,6 +57,10 @@ GENERATOR_FOLDS = {
     "without-stylegan2": ("StyleGAN2 (thispersondoesnotexist)", [*ALWAYS_HELD_OUT, *STYLEGAN2, "ffhq-1024"]),
     "without-sd21": ("Stable Diffusion 2.1", [*ALWAYS_HELD_OUT, "sdfd-sd21", "ffhq-1024"]),
     "without-t2i": ("text-to-image services (Flux.1, SDXL, DALL-E 3)", [*ALWAYS_HELD_OUT, "t2i-sfhq"]),
+    "without-portrait-apps": (
+        "AI portrait apps and pipelines (FaceChain, Kolors)",
+        [*ALWAYS_HELD_OUT, *PORTRAIT_APPS, "scut-beauty"],
+    ),
 }
 REAL_FOLDS = {f"without-{key}": kind for key, kind in REAL_KINDS.items()}  # fold -> (name, sources)
 FOLDS = [*GENERATOR_FOLDS, *REAL_FOLDS]
@@ -109,27 +122,39 @@ def add_to_card(card: Path, table: str, command: str) -> None:
 
 
 def read_scores(run: Path) -> tuple[list[dict], float, VerdictThresholds]:
-    """The held-out crops (file, source, label 1 = fake, P(fake)), the run's threshold, and its
-    verdict thresholds (binary at the threshold for a run without them)."""
+    """The held-out crops (file, source, label 1 = fake, P(fake), and whether the run's novelty
+    model finds it unlike the known real photos), the run's threshold, and its verdict thresholds
+    (binary at the threshold for a run without them)."""
     with open(run / train.SCORES_FILE, newline="") as file:
-        rows = [
-            {"file": row["file"], "source": row["source"], "y": int(row["label"] == "fake"),
-             "p": float(row["fake_probability"])}
-            for row in csv.DictReader(file)
-            if row["set"] == "heldout"
-        ]  # fmt: skip
+        heldout = [row for row in csv.DictReader(file) if row["set"] == "heldout"]
     config = json.loads((run / "config.json").read_text())
+    novel = novel_rows(heldout, config) or [False] * len(heldout)
+    rows = [
+        {"file": row["file"], "source": row["source"], "y": int(row["label"] == "fake"),
+         "p": float(row["fake_probability"]), "novel": is_novel}
+        for row, is_novel in zip(heldout, novel)
+    ]  # fmt: skip
     threshold = float(config["realfake_threshold"])
     bands = VerdictThresholds.from_config(SimpleNamespace(**config)) or VerdictThresholds.binary(threshold)
     return rows, threshold, bands
 
 
-def by_source(rows: list[dict]) -> dict[str, list[tuple[int, float]]]:
-    """The rows' (label, P(fake)) pairs grouped by source."""
-    grouped: dict[str, list[tuple[int, float]]] = defaultdict(list)
+def by_source(rows: list[dict]) -> dict[str, list[dict]]:
+    """The rows grouped by source."""
+    grouped: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
-        grouped[row["source"]].append((row["y"], row["p"]))
+        grouped[row["source"]].append(row)
     return grouped
+
+
+def pairs(rows: list[dict]) -> list[tuple[int, float]]:
+    """The rows' (label, P(fake)) pairs."""
+    return [(row["y"], row["p"]) for row in rows]
+
+
+def judged(rows: list[dict], bands: VerdictThresholds) -> dict[str, float | None]:
+    """The share of these rows given each verdict, with the run's novelty model where it has one."""
+    return bands.shares([row["p"] for row in rows], [row["novel"] for row in rows])
 
 
 def auc_of(rows: list[tuple[int, float]]) -> tuple[float | None, int, int]:
@@ -144,12 +169,19 @@ def auc_of(rows: list[tuple[int, float]]) -> tuple[float | None, int, int]:
 def family_auc(grouped: dict, family: str) -> tuple[float | None, int, int]:
     """ROC AUC of a family's held-out fakes against its real reference, and the two counts."""
     fakes, reals = FAMILIES[family]
-    return auc_of([row for source in (*fakes, *reals) for row in grouped.get(source, [])])
+    return auc_of(pairs([row for source in (*fakes, *reals) for row in grouped.get(source, [])]))
+
+
+def family_verdicts(grouped: dict, family: str, bands: VerdictThresholds) -> dict:
+    """How a family's held-out fakes were judged: their count and the share of each verdict (a fake
+    with the verdict real is the confident miss this tool must not make)."""
+    fakes = [row for source in FAMILIES[family][0] for row in grouped.get(source, []) if row["y"]]
+    return {"n": len(fakes), "verdicts": judged(fakes, bands)}
 
 
 def wild_false_positives(grouped: dict, threshold: float) -> tuple[float, int]:
     """The share of held-out real photos in the wild called fake, and how many there were."""
-    scores = [score for source in WILD for label, score in grouped.get(source, []) if label == 0]
+    scores = [row["p"] for source in WILD for row in grouped.get(source, []) if row["y"] == 0]
     return (float(np.mean(np.asarray(scores) >= threshold)) if scores else float("nan")), len(scores)
 
 
@@ -161,13 +193,16 @@ def real_kind_figures(rows: list[dict], sources: Sequence[str], bands: VerdictTh
     groups = defaultdict(list)
     for row in reals:
         if group := group_of(row["file"]):
-            groups[group].append(row["p"])
-    fakes = [(1, row["p"]) for row in rows if row["y"] == 1]
+            groups[group].append(row)
+    fakes = [row for row in rows if row["y"] == 1]
     return {
         "n": len(reals),
-        "verdicts": bands.shares([row["p"] for row in reals]),
-        "groups": {group: {"n": len(p), "verdicts": bands.shares(p)} for group, p in sorted(groups.items())},
-        "roc_auc": auc_of([*fakes, *((0, row["p"]) for row in reals)]),
+        "verdicts": judged(reals, bands),
+        "groups": {
+            group: {"n": len(chosen), "verdicts": judged(chosen, bands)}
+            for group, chosen in sorted(groups.items())
+        },
+        "roc_auc": auc_of(pairs([*fakes, *reals])),
     }
 
 
@@ -185,6 +220,7 @@ def report(runs: dict[str, Path]) -> dict:
             "wild_real_called_fake": fpr,
             "n_wild_real": n_wild,
             "roc_auc": {family: family_auc(grouped, family) for family in FAMILIES},
+            "fakes_judged": {family: family_verdicts(grouped, family, bands) for family in FAMILIES},
             "verdicts": calibrated.get("test_by_family", {}),
             "verdicts_all": calibrated.get("test"),
         }
@@ -212,42 +248,80 @@ def auc_text(value) -> str:
     return "n/a" if figure is None else f"{figure:.3f} ({n_fake} vs {n_real})"
 
 
+def judged_text(entry: dict, family: str) -> str:
+    """A family's fakes with the verdict real and uncertain in one run, e.g. "12.0% / 30.1%"."""
+    judged = entry["fakes_judged"][family]["verdicts"]
+    return f"{share_text(judged['real'])} / {share_text(judged['uncertain'])}"
+
+
+def left_out_figures(results: dict) -> list[tuple[str, str, float | None, float | None]]:
+    """(family, fold, ROC AUC, share with the verdict real) for every family that a run did not train
+    on: each generator fold's left-out family, and the family no run trains on in every fold."""
+    figures = []
+    for fold, entry in results["folds"].items():
+        for family in (entry["left_out"], UNSEEN):
+            auc, real = entry["roc_auc"][family][0], entry["fakes_judged"][family]["verdicts"]["real"]
+            figures.append((family, fold, auc, real))
+    return figures
+
+
 def format_table(results: dict) -> str:
-    """One Markdown table: each family left out (its fold's AUC) and in the final model, and the
-    worst and mean of the left-out families."""
+    """One Markdown table: each family left out (its fold's ROC AUC and the shares of its fakes with
+    the verdicts real and uncertain) and in the final model, and the worst and mean of the left-out
+    families."""
     left_out = {entry["left_out"]: entry for entry in results["folds"].values()}
     final = results["final"]
     lines = [
-        "| family (against real photos) | left out of training | final model, held-out files |",
-        "| --- | --- | --- |",
+        "| family (against real photos) | left out of training: ROC AUC | left out: verdict real / uncertain "
+        "| final model, held-out files: ROC AUC | final: verdict real / uncertain |",
+        "| --- | --- | --- | --- | --- |",
     ]
-    unseen_aucs = []
     for family in FAMILIES:
-        fold = left_out.get(family)
-        unseen = auc_text(fold["roc_auc"][family]) if fold else "n/a"
-        if fold and fold["roc_auc"][family][0] is not None:
-            unseen_aucs.append(fold["roc_auc"][family][0])
-        if family == "StyleGAN3 (in no training set)":  # left out of every fold: one figure per fold
-            unseen = (
-                "; ".join(
-                    f"{fold}: {auc_text(entry['roc_auc'][family])}"
-                    for fold, entry in results["folds"].items()
-                )
-                or unseen
-            )
-        lines.append(f"| {family} | {unseen} | {auc_text(final['roc_auc'][family]) if final else 'n/a'} |")
-    if unseen_aucs:
+        if family == UNSEEN:  # left out of every fold: one figure per fold
+            folds = results["folds"].items()
+            unseen = "; ".join(f"{fold}: {auc_text(entry['roc_auc'][family])}" for fold, entry in folds)
+            judged = "; ".join(f"{fold}: {judged_text(entry, family)}" for fold, entry in folds)
+        else:
+            fold = left_out.get(family)
+            unseen = auc_text(fold["roc_auc"][family]) if fold else "n/a"
+            judged = judged_text(fold, family) if fold else "n/a"
+        in_final = (auc_text(final["roc_auc"][family]), judged_text(final, family)) if final else ("n/a",) * 2
+        lines.append(f"| {family} | {unseen or 'n/a'} | {judged or 'n/a'} | {in_final[0]} | {in_final[1]} |")
+    figures = left_out_figures(results)
+    aucs = [auc for *_, auc, _ in figures if auc is not None]
+    reals = [real for *_, real in figures if real is not None]
+    if aucs:
         lines.append(
-            f"| worst / mean of the left-out families | {min(unseen_aucs):.3f} / {np.mean(unseen_aucs):.3f} | |"
+            f"| worst / mean of the left-out families | {min(aucs):.3f} / {np.mean(aucs):.3f} "
+            f"| {max(reals):.1%} / {np.mean(reals):.1%} real | | |"
         )
     wild = "; ".join(
         f"{fold}: {entry['wild_real_called_fake']:.1%}" for fold, entry in results["folds"].items()
     )
     final_wild = f"{final['wild_real_called_fake']:.1%} of {final['n_wild_real']}" if final else "n/a"
     lines.append(
-        f"| real photos in the wild called fake (at each run's threshold) | {wild or 'n/a'} | {final_wild} |"
+        f"| real photos in the wild called fake (at each run's threshold) | {wild or 'n/a'} | | {final_wild} | |"
     )
     return "\n".join(lines)
+
+
+def worst_folds(results: dict) -> str:
+    """The two figures a recipe is chosen by: the largest share of a left-out family's fakes with the
+    verdict real, and the largest share of a left-out kind of real photo with the verdict fake."""
+    parts = []
+    figures = [row for row in left_out_figures(results) if row[3] is not None]
+    if figures:
+        family, fold, _, real = max(figures, key=lambda row: row[3])
+        parts.append(f"a left-out family called real: {real:.1%} ({family}, {fold})")
+    reals = [(entry["verdicts"]["fake"], entry) for entry in results["real_folds"].values()]
+    reals = [(fake, entry) for fake, entry in reals if fake is not None]
+    if reals:
+        fake, entry = max(reals, key=lambda pair: pair[0])
+        parts.append(
+            f"a left-out kind of real photo called fake: {fake:.1%} ({entry['left_out']}; "
+            f"uncertain {share_text(entry['verdicts']['uncertain'])})"
+        )
+    return f"Worst fold, {'; '.join(parts)}." if parts else ""
 
 
 def groups_text(groups: dict) -> str:
@@ -326,8 +400,10 @@ def format_verdicts(results: dict) -> str:
 
 
 def format_all(results: dict) -> str:
-    """The protocol's three tables, as printed and written into the card."""
-    return f"{format_table(results)}\n\n{format_real_folds(results)}\n\n{format_verdicts(results)}"
+    """The worst folds and the protocol's three tables, as printed and written into the card."""
+    tables = f"{format_table(results)}\n\n{format_real_folds(results)}\n\n{format_verdicts(results)}"
+    worst = worst_folds(results)
+    return f"{worst}\n\n{tables}" if worst else tables
 
 
 def main(argv: list[str] | None = None) -> dict:

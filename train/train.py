@@ -73,7 +73,7 @@ from realfake.faces import CROP_MARGIN  # noqa: E402
 from realfake.folders import in_share, source_shares  # noqa: E402
 from realfake.metrics import RealFakeMetrics, equal_error_rate, threshold_at_fpr  # noqa: E402
 from train.augment import build_train_augmentation  # noqa: E402
-from train.calibrate import RELIABILITY_FILE, SCORES_FILE, calibrate_run  # noqa: E402
+from train.calibrate import NOVELTY_COLUMN, RELIABILITY_FILE, SCORES_FILE, calibrate_run  # noqa: E402
 from train.card import write_model_card  # noqa: E402
 from train.prepare import INFO_FILE  # noqa: E402
 
@@ -698,16 +698,34 @@ def decision_threshold(scores: np.ndarray, labels: np.ndarray, max_fpr: float | 
     return float(threshold)
 
 
-def write_scores(path: Path, dataset: datasets.Dataset, rows: dict[str, list[int]], curves: dict) -> None:
-    """Every validation crop's file, source, label and P(fake), one CSV row each."""
+def write_scores(
+    path: Path,
+    dataset: datasets.Dataset,
+    rows: dict[str, list[int]],
+    curves: dict,
+    real_p_values: dict[str, np.ndarray] | None = None,
+) -> None:
+    """Every validation crop's file, source, label and P(fake), one CSV row each, and with
+    ``real_p_values`` (per validation set) each crop's novelty p-value (realfake.novelty)."""
     files = file_names(dataset)
     sources, names = dataset["source"], dataset.features["label"].names
     with open(path, "w", newline="") as out:
         writer = csv.writer(out)
-        writer.writerow(["set", "file", "source", "label", "fake_probability"])
+        writer.writerow(
+            [
+                "set",
+                "file",
+                "source",
+                "label",
+                "fake_probability",
+                *([NOVELTY_COLUMN] if real_p_values else []),
+            ]
+        )
         for name, (scores, labels) in curves.items():
-            for row, label, score in zip(rows[name], labels, scores):
-                writer.writerow([name, files[row], sources[row], names[label], f"{score:.6f}"])
+            novelty = real_p_values[name] if real_p_values else [None] * len(scores)
+            for row, label, score, p_value in zip(rows[name], labels, scores, novelty):
+                extra = [] if p_value is None else [f"{p_value:.6f}"]
+                writer.writerow([name, files[row], sources[row], names[label], f"{score:.6f}", *extra])
 
 
 def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
