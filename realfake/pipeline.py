@@ -429,16 +429,28 @@ def load_detector(
     Raises:
         ModelError: no model is given and none is bundled, or the model cannot be loaded.
     """
+    model, revision = resolve_model(model, revision)
+    return Detector(
+        FaceClassifier.from_pretrained(model, revision=revision, device=device), threshold=threshold
+    )
+
+
+def resolve_model(
+    model: str | os.PathLike | None = None, revision: str | None = None
+) -> tuple[str | os.PathLike, str | None]:
+    """The model and revision to load: ``model`` as given, else ``REALFAKE_MODEL`` (and
+    ``REALFAKE_MODEL_REVISION``), else the bundled default model.
+
+    Raises:
+        ModelError: no model is given and none is bundled.
+    """
     if model is None and os.environ.get(MODEL_ENV):
-        model = os.environ[MODEL_ENV]
-        revision = revision or os.environ.get(REVISION_ENV) or None
+        return os.environ[MODEL_ENV], revision or os.environ.get(REVISION_ENV) or None
     if model is None:
         if not (DEFAULT_MODEL_DIR / "config.json").is_file():
             raise ModelError(
                 "No model given and no default model bundled with this copy of realfake; pass "
                 f"--model (a Hub id or a folder), set {MODEL_ENV}, or train one with train/train.py."
             )
-        model = DEFAULT_MODEL_DIR
-    return Detector(
-        FaceClassifier.from_pretrained(model, revision=revision, device=device), threshold=threshold
-    )
+        return DEFAULT_MODEL_DIR, None
+    return model, revision

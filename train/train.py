@@ -55,6 +55,7 @@ from transformers.utils import SAFE_WEIGHTS_NAME
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from realfake.adapt import MEMORY_FILE  # noqa: E402
 from realfake.architectures import ID2LABEL, LABEL2ID, convnext_from_scratch, vit_from_scratch  # noqa: E402
 from realfake.base import resolve_base  # noqa: E402
 from realfake.calibration import CALIBRATION_KEY, VERDICTS_KEY  # noqa: E402
@@ -75,6 +76,7 @@ from realfake.metrics import RealFakeMetrics, equal_error_rate, threshold_at_fpr
 from train.augment import build_train_augmentation  # noqa: E402
 from train.calibrate import NOVELTY_COLUMN, RELIABILITY_FILE, SCORES_FILE, calibrate_run  # noqa: E402
 from train.card import write_model_card  # noqa: E402
+from train.memory import write_memory  # noqa: E402
 from train.prepare import INFO_FILE  # noqa: E402
 
 logger = logging.getLogger("train")
@@ -93,6 +95,7 @@ MODEL_FILES = (
     "confusion_matrix.png",
     RELIABILITY_FILE,
     "all_results.json",
+    MEMORY_FILE,
 )
 
 
@@ -834,6 +837,8 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
 
     if trainer.is_world_process_zero():
         write_scores(Path(training_args.output_dir) / SCORES_FILE, dataset, eval_rows, curves)
+        if cached:  # what `realfake adapt` refits the head on (before the config is saved)
+            write_memory(model, views[0], dataset, train_rows, eval_rows["random"], training_args.output_dir)
         if model_args.save_fp16:
             model.half()
         trainer.save_model(training_args.output_dir)
