@@ -183,8 +183,8 @@ def refit(
     trained, held = memory.part(held_out=False), memory.part(held_out=True)
     if not len(held) or len(set(held.labels.tolist())) < 2:
         raise ModelError("The model's adaptation memory has no held-out real and fake crops to calibrate on.")
-    new_x = np.concatenate([np.asarray(x, dtype=np.float32) for x, _, _ in new])
-    new_y = np.concatenate([np.full(len(x), label) for x, label, _ in new])
+    new_x = np.concatenate([np.zeros((0, trained.features.shape[1]), np.float32), *(x for x, _, _ in new)])
+    new_y = np.concatenate([np.zeros(0, dtype=int), *(np.full(len(x), label) for x, label, _ in new)])
     new_sources = [source for x, _, source in new for _ in range(len(x))]
     # Cross-fitting: each new face is scored by a head fitted without its fold of the new faces.
     rng = np.random.default_rng(seed)

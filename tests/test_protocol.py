@@ -236,3 +236,21 @@ def test_the_trainer_protocol_runs_a_real_source_fold_and_writes_its_row(protoco
     assert "unsplash-men" in fit["exclude"]
     table = protocol.format_real_folds(results)
     assert "| unsplash-men (men in the wild) | 12 |" in table
+
+
+def test_the_adapt_protocol_gives_a_k_shot_curve_for_a_left_out_family(protocol_config, capsys):
+    from train import adapt_protocol
+
+    results = adapt_protocol.main(
+        ["--config", str(protocol_config), "--heads", "1,m2,p", "--folds", "without-portrait-apps",
+         "--k", "0", "4", "--repeats", "2", "--C", "1"]
+    )["1,m2,p"]["without-portrait-apps"]  # fmt: skip
+    assert results["left_out"] == "AI portrait apps and pipelines (FaceChain, Kolors)"
+    start, taught = results["curve"][0], results["curve"][4]
+    assert start["n_others"] == 24 and taught["n_others"] == 20  # the k faces are never scored
+    assert start["n_reals"] == taught["n_reals"] > 0
+    for figures in (start, taught):
+        assert 0.0 <= figures["roc_auc"] <= 1.0 and 0.0 <= figures["reals_fake"] <= 1.0
+        assert figures["worst"]["roc_auc"] <= figures["roc_auc"]
+    printed = capsys.readouterr().out
+    assert "| AI portrait apps and pipelines (FaceChain, Kolors) | 4 |" in printed

@@ -68,6 +68,64 @@ def head_features(
     return np.concatenate(parts, axis=1)
 
 
+@dataclasses.dataclass
+class CachedTokens:
+    """A recipe's crops and their cached CLIP tokens (every view), read once for many heads."""
+
+    config: dict
+    data_args: train.DataArguments
+    seed: int
+    dataset: object
+    labels: np.ndarray
+    tokens: list[dict]
+    projection: np.ndarray
+
+    @classmethod
+    def load(cls, config: Path, views: int | None = None) -> CachedTokens:
+        """The crops and tokens of ``config``'s recipe (its first ``views`` views), cached where
+        not cached yet."""
+        model_args, data_args, training_args = train.parse_args(["--config", str(config)])
+        model, processor = train.build_model(model_args)
+        dataset, _ = train.load_data(data_args)
+        cached = train.token_views(model, processor, dataset, data_args, training_args)[:views]
+        return cls(
+            config=json.loads(config.read_text()),
+            data_args=data_args,
+            seed=training_args.seed,
+            dataset=dataset,
+            labels=np.array(dataset["label"]),
+            tokens=[
+                {key: np.asarray(view[key], dtype=np.float32) for key in train.TOKEN_COLUMNS}
+                for view in cached
+            ],
+            projection=model.backbone.visual_projection.weight.detach().numpy().T,
+        )
+
+    def features(self, spec: str) -> list[np.ndarray]:
+        """What the head ``spec`` reads, for every view."""
+        layers, pooled, use_projection = parse_head(spec)
+        return [head_features(view, layers, pooled, use_projection, self.projection) for view in self.tokens]
+
+    def split(self, heldout: list[str] | None, per_source: int | None = None) -> tuple[list[int], dict]:
+        """A fold's training rows (at most ``per_source`` of each source, drawn at random) and its
+        validation rows, as train.py splits them."""
+        fold_args = (
+            self.data_args
+            if heldout is None
+            else dataclasses.replace(self.data_args, heldout_sources=heldout)
+        )
+        train_rows, eval_rows = train.split_rows(self.dataset, fold_args, self.seed)
+        if per_source:
+            sources = np.asarray(self.dataset["source"])[train_rows]
+            rng = np.random.default_rng(self.seed)
+            train_rows = sorted(
+                row
+                for source in np.unique(sources)
+                for row in rng.permutation(np.asarray(train_rows)[sources == source])[:per_source].tolist()
+            )
+        return train_rows, eval_rows
+
+
 def probe_fold(
     features, labels, weights, train_rows, eval_rows, C: float
 ) -> tuple[dict[str, np.ndarray], StandardScaler]:
@@ -135,28 +193,21 @@ def main(argv: list[str] | None = None) -> dict:
         help="'real' is earned: a face whose novelty p-value (realfake.novelty) is below this is uncertain",
     )
     parser.add_argument("--novelty_components", type=int, default=COMPONENTS, help="its PCA directions")
+    parser.add_argument(
+        "--per_source", type=int, help="train on at most N crops of each source (default: all of them)"
+    )
     args = parser.parse_args(argv)
-    config = json.loads(args.config.read_text())
-    model_args, data_args, training_args = train.parse_args(["--config", str(args.config)])
-    model, processor = train.build_model(model_args)
-    dataset, _ = train.load_data(data_args)
-    views = train.token_views(model, processor, dataset, data_args, training_args)[: args.views]
-    tokens = [{key: np.asarray(view[key], dtype=np.float32) for key in train.TOKEN_COLUMNS} for view in views]
-    projection = model.backbone.visual_projection.weight.detach().numpy().T
-    labels = np.array(dataset["label"])
+    cache = CachedTokens.load(args.config, args.views)
+    config, data_args, dataset, labels = cache.config, cache.data_args, cache.dataset, cache.labels
     balance = data_args.balance_sources and not args.no_balance
     output = args.output_dir or Path("runs") / f"probe-{args.config.stem}"
     results = {}
     for spec in args.heads:
-        layers, pooled, use_projection = parse_head(spec)
-        features = [head_features(view, layers, pooled, use_projection, projection) for view in tokens]
+        features = cache.features(spec)
         runs = {}
         for fold in args.folds or [*protocol.FOLDS, protocol.FINAL]:
             heldout, exclude = protocol.fold_split(fold, config)
-            fold_args = (
-                data_args if heldout is None else dataclasses.replace(data_args, heldout_sources=heldout)
-            )
-            train_rows, eval_rows = train.split_rows(dataset, fold_args, training_args.seed)
+            train_rows, eval_rows = cache.split(heldout, args.per_source)
             weights = (
                 np.array(train.source_weights(dataset, train_rows, data_args.balance_classes))
                 if balance
@@ -178,10 +229,10 @@ def main(argv: list[str] | None = None) -> dict:
             runs[fold] = run
         results[spec] = protocol.report(runs)
         (output / spec / "protocol.json").write_text(json.dumps(results[spec], indent=2))
-        novel = "" if args.novelty_alpha is None else f", novelty alpha {args.novelty_alpha}"
-        print(
-            f"\n## {spec} (C={args.C}{', sources balanced' if balance else ''}, {len(tokens)} views{novel})\n"
-        )
+        settings = [f"C={args.C}", *(["sources balanced"] if balance else []), f"{len(cache.tokens)} views"]
+        settings += [] if args.per_source is None else [f"at most {args.per_source} crops a source"]
+        settings += [] if args.novelty_alpha is None else [f"novelty alpha {args.novelty_alpha}"]
+        print(f"\n## {spec} ({', '.join(settings)})\n")
         print(protocol.format_all(results[spec]), flush=True)
     return results
 
