@@ -1,5 +1,5 @@
 """train/augment.py's user-photo looks and thumbnails on a real face photo: sizes kept, pixels changed,
-seeded; and the cached views' augmentation settings (train.view_settings)."""
+seeded; and the cached views' augmentation settings (tokens.view_settings)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 from conftest import REAL_FACES
 from PIL import Image, ImageFilter
 
-from train import train
+from train import tokens, train
 from train.augment import (
     UPLOAD_LOOKS,
     RandomBackgroundBlur,
@@ -92,7 +92,7 @@ def test_train_augmentation_with_upload_looks_gives_square_rgb():
         assert out.size == (SIZE, SIZE) and out.mode == "RGB"
 
 
-@pytest.mark.parametrize("setting", train.LATER_AUG_SETTINGS)
+@pytest.mark.parametrize("setting", tokens.LATER_AUG_SETTINGS)
 def test_augment_key_leaves_out_later_settings_while_off(setting):
     data_args = train.DataArguments(dataset_dir="data")
     assert getattr(data_args, setting) == 0.0
@@ -100,13 +100,13 @@ def test_augment_key_leaves_out_later_settings_while_off(setting):
         {
             k: v
             for k, v in vars(data_args).items()
-            if k.startswith("aug_") and k not in train.LATER_AUG_SETTINGS
+            if k.startswith("aug_") and k not in tokens.LATER_AUG_SETTINGS
         }
     )
-    assert train.augment_key(data_args) == before
+    assert tokens.augment_key(data_args) == before
     setattr(data_args, setting, 0.5)
-    assert train.augment_key(data_args) != before
-    assert json.loads(train.augment_key(data_args))[setting] == 0.5
+    assert tokens.augment_key(data_args) != before
+    assert json.loads(tokens.augment_key(data_args))[setting] == 0.5
 
 
 def detail(image: Image.Image) -> float:
@@ -148,12 +148,12 @@ def test_view_settings_add_one_view_per_extra_entry():
         feature_views=2,
         extra_views=["aug_thumbnail_p=1.0", "aug_upload_p=0.5,aug_jpeg_p=1"],
     )
-    views = train.view_settings(data_args)
+    views = tokens.view_settings(data_args)
     assert len(views) == 4
-    assert train.augment_key(views[0]) == train.augment_key(views[1]) == train.augment_key(data_args)
+    assert tokens.augment_key(views[0]) == tokens.augment_key(views[1]) == tokens.augment_key(data_args)
     assert views[2].aug_thumbnail_p == 1.0 and views[2].aug_upload_p == 0.0
     assert (views[3].aug_upload_p, views[3].aug_jpeg_p, views[3].aug_thumbnail_p) == (0.5, 1.0, 0.0)
-    assert len({train.augment_key(view) for view in views}) == 3
+    assert len({tokens.augment_key(view) for view in views}) == 3
     assert data_args.aug_thumbnail_p == 0.0  # the run's own settings are left as they were
 
 
@@ -169,4 +169,4 @@ def test_view_settings_add_one_view_per_extra_entry():
 def test_a_malformed_extra_view_is_one_sentence(entry, message):
     data_args = train.DataArguments(dataset_dir="data", extra_views=[entry])
     with pytest.raises(SystemExit, match=message):
-        train.view_settings(data_args)
+        tokens.view_settings(data_args)

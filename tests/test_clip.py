@@ -90,7 +90,7 @@ def test_the_saved_folder_loads_on_its_base_and_scores_as_training_did(head_run,
     chosen = datasets.load_from_disk(crops_dir).filter(lambda file: file in by_file, input_columns="file")
     scores = classifier.fake_probabilities([image.convert("RGB") for image in chosen["image"]])
     expected = [float(by_file[file]["fake_probability"]) for file in chosen["file"]]
-    np.testing.assert_allclose(scores, expected, atol=2e-3)  # float16 token cache
+    np.testing.assert_allclose(scores, expected, atol=1e-5)  # written with 6 decimals
     assert metrics["heldout_n"] == len(held)
 
 

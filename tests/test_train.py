@@ -27,6 +27,7 @@ from transformers import (
 
 import realfake
 from benchmarks import bench_train
+from realfake.adapt import MEMORY_FILE
 from realfake.calibration import Calibration
 from realfake.faces import crop_face
 from realfake.images import load_image
@@ -133,9 +134,11 @@ def trained(crops, tmp_path_factory):
 
 def test_the_model_folder_has_every_file(trained):
     output, export, _, _ = trained
-    for name in train.MODEL_FILES:
+    required = [name for name in train.MODEL_FILES if name not in train.OPTIONAL_FILES]
+    for name in required:
         assert (output / name).is_file(), name
-    assert sorted(p.name for p in export.iterdir()) == sorted(train.MODEL_FILES)
+    assert not (output / MEMORY_FILE).exists()  # a ConvNeXt trained on pixels has no memory
+    assert sorted(p.name for p in export.iterdir()) == sorted(required)
     with safe_open(str(export / "model.safetensors"), "pt") as weights:
         names = weights.keys()
         assert {str(weights.get_tensor(name).dtype) for name in names} == {"torch.float16"}
@@ -191,7 +194,8 @@ def test_the_threshold_and_views_travel_in_the_config_to_realfake(trained):
 def test_push_uploads_the_model_files_only(trained):
     _, _, _, calls = trained
     assert calls[0] == ("create_repo", "someone/realfake-tiny", {"private": None, "exist_ok": True})
-    assert calls[1] == ("upload_folder", "someone/realfake-tiny", sorted(train.MODEL_FILES))
+    present = [name for name in train.MODEL_FILES if name not in train.OPTIONAL_FILES]  # no memory here
+    assert calls[1] == ("upload_folder", "someone/realfake-tiny", sorted(present))
 
 
 def test_a_failed_push_keeps_the_folder_and_says_how_to_retry(trained, caplog):

@@ -22,6 +22,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 from torchvision.transforms import ColorJitter, RandomResizedCrop
 
+from realfake.classifier import processor_input_size
+
 RESAMPLES = (
     Image.Resampling.BILINEAR,
     Image.Resampling.BICUBIC,
@@ -307,3 +309,20 @@ def build_train_augmentation(
         return image
 
     return augment
+
+
+def training_augmentation(processor, data_args) -> Callable[[Image.Image], Image.Image]:
+    """The training augmentation of train.py's ``--aug_*`` arguments (``data_args``), at the model's
+    input size."""
+    return build_train_augmentation(
+        processor_input_size(processor),
+        min_scale=data_args.aug_min_scale,
+        color=data_args.aug_color,
+        jpeg_p=data_args.aug_jpeg_p,
+        jpeg_quality=(data_args.aug_jpeg_min_quality, 95),
+        rescale_p=data_args.aug_rescale_p,
+        rescale_min=data_args.aug_rescale_min,
+        blur_p=data_args.aug_blur_p,
+        upload_p=data_args.aug_upload_p,
+        thumbnail_p=data_args.aug_thumbnail_p,
+    )

@@ -248,7 +248,7 @@ def write_model_card(
         )
     }
     augmentation = {k: v for k, v in asdict(data_args).items() if k.startswith("aug_")}
-    if getattr(data_args, "extra_views", None):  # cached views with their own settings (train.view_settings)
+    if getattr(data_args, "extra_views", None):  # cached views with their own settings (tokens.view_settings)
         augmentation["extra_views"] = data_args.extra_views
     front = [
         "---",

@@ -63,6 +63,7 @@ def write_memory(
 
 def main(argv: list[str] | None = None) -> Memory:
     from train import train
+    from train.tokens import cache_class_tokens
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", type=Path, required=True, help="the recipe the model was trained with")
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> Memory:
     _, processor = train.build_model(model_args)
     dataset, _ = train.load_data(data_args)
     train_rows, eval_rows = train.split_rows(dataset, data_args, training_args.seed)
-    tokens = train.cache_class_tokens(
+    tokens = cache_class_tokens(
         model, processor, dataset, 0, batch_size=training_args.per_device_eval_batch_size
     )
     memory = write_memory(model, tokens, dataset, train_rows, eval_rows["random"], args.model)

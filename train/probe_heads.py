@@ -33,6 +33,7 @@ from realfake.classifier import THRESHOLD_KEY  # noqa: E402
 from realfake.novelty import COMPONENTS, NOVELTY_KEY, Novelty  # noqa: E402
 from train import protocol, train  # noqa: E402
 from train.calibrate import calibrate_run  # noqa: E402
+from train.tokens import TOKEN_COLUMNS, token_views  # noqa: E402
 
 
 def parse_range(part: str) -> list[int]:
@@ -87,7 +88,7 @@ class CachedTokens:
         model_args, data_args, training_args = train.parse_args(["--config", str(config)])
         model, processor = train.build_model(model_args)
         dataset, _ = train.load_data(data_args)
-        cached = train.token_views(model, processor, dataset, data_args, training_args)[:views]
+        cached = token_views(model, processor, dataset, data_args, training_args)[:views]
         return cls(
             config=json.loads(config.read_text()),
             data_args=data_args,
@@ -95,8 +96,7 @@ class CachedTokens:
             dataset=dataset,
             labels=np.array(dataset["label"]),
             tokens=[
-                {key: np.asarray(view[key], dtype=np.float32) for key in train.TOKEN_COLUMNS}
-                for view in cached
+                {key: np.asarray(view[key], dtype=np.float32) for key in TOKEN_COLUMNS} for view in cached
             ],
             projection=model.backbone.visual_projection.weight.detach().numpy().T,
         )

@@ -24,16 +24,14 @@ are matched between the training images too (Beyer et al. 2022, "patient and con
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import logging
 import os
-import random
 import shutil
 import sys
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
@@ -66,25 +64,21 @@ from realfake.classifier import (  # noqa: E402
     ZOOMS_KEY,
     FaceClassifier,
     load_model_files,
-    processor_input_size,
 )
-from realfake.clip import TUNE_MODES, RealfakeClipForImageClassification, fast_bf16, is_clip_base  # noqa: E402
+from realfake.clip import TUNE_MODES, RealfakeClipForImageClassification, is_clip_base  # noqa: E402
 from realfake.errors import ModelError, RealfakeError  # noqa: E402
 from realfake.faces import CROP_MARGIN  # noqa: E402
 from realfake.folders import in_share, source_shares  # noqa: E402
 from realfake.metrics import RealFakeMetrics, equal_error_rate, threshold_at_fpr  # noqa: E402
-from train.augment import build_train_augmentation  # noqa: E402
+from train.augment import training_augmentation  # noqa: E402
 from train.calibrate import NOVELTY_COLUMN, RELIABILITY_FILE, SCORES_FILE, calibrate_run  # noqa: E402
 from train.card import write_model_card  # noqa: E402
 from train.memory import write_memory  # noqa: E402
 from train.prepare import INFO_FILE  # noqa: E402
+from train.tokens import TOKEN_COLUMNS, token_views, uses_cached_tokens, view_settings  # noqa: E402
 
 logger = logging.getLogger("train")
 
-TOKENS_VERSION = 2  # bump when the cached CLIP tokens change meaning, to invalidate every cache
-TOKEN_COLUMNS = ("class_tokens", "patch_means")  # what cache_class_tokens stores per crop
-# aug_* settings added after caches were built: left out of augment_key at 0.0, so those caches still match
-LATER_AUG_SETTINGS = ("aug_upload_p", "aug_thumbnail_p")
 SCRATCH_BUILDERS = {"convnext": convnext_from_scratch, "vit": vit_from_scratch}
 MODEL_FILES = (
     "config.json",
@@ -97,6 +91,7 @@ MODEL_FILES = (
     "all_results.json",
     MEMORY_FILE,
 )
+OPTIONAL_FILES = (MEMORY_FILE,)  # only a head trained on cached tokens has one
 
 
 @dataclass
@@ -547,131 +542,6 @@ def source_weights(dataset: datasets.Dataset, rows: list[int], balance_classes: 
         for value in np.unique(classes):
             weights[classes == value] /= weights[classes == value].sum()
     return (weights * len(weights) / weights.sum()).tolist()
-
-
-def training_augmentation(processor, data_args: DataArguments):
-    """The training augmentation of ``--aug_*``, at the model's input size."""
-    return build_train_augmentation(
-        processor_input_size(processor),
-        min_scale=data_args.aug_min_scale,
-        color=data_args.aug_color,
-        jpeg_p=data_args.aug_jpeg_p,
-        jpeg_quality=(data_args.aug_jpeg_min_quality, 95),
-        rescale_p=data_args.aug_rescale_p,
-        rescale_min=data_args.aug_rescale_min,
-        blur_p=data_args.aug_blur_p,
-        upload_p=data_args.aug_upload_p,
-        thumbnail_p=data_args.aug_thumbnail_p,
-    )
-
-
-def augment_key(data_args: DataArguments) -> str:
-    """The augmentation settings as text, part of the cached tokens' fingerprint."""
-    return json.dumps(
-        {
-            k: v
-            for k, v in vars(data_args).items()
-            if k.startswith("aug_") and not (k in LATER_AUG_SETTINGS and v == 0.0)
-        }
-    )
-
-
-def uses_cached_tokens(model) -> bool:
-    """Whether only a head on a frozen CLIP backbone trains, so the backbone's tokens can be
-    computed once per crop (and view) and cached, instead of every epoch."""
-    return isinstance(model, RealfakeClipForImageClassification) and model.config.tune == "head"
-
-
-def cache_class_tokens(
-    model: RealfakeClipForImageClassification,
-    processor,
-    dataset: datasets.Dataset,
-    view: int,
-    augment=None,
-    augment_key: str = "",
-    seed: int = 0,
-    batch_size: int = 32,
-) -> datasets.Dataset:
-    """``dataset`` with each crop's image replaced by the backbone's class tokens (``class_tokens``,
-    layers x hidden, float16) and pooled patch tokens (``patch_means``, the same shape), exactly as
-    realfake computes them when it scores a face.
-
-    View 0 is the crop as it is; view v > 0 is one augmented copy of every crop, drawn from a seed of
-    (``seed``, v, batch), so a view is the same in every run. datasets caches the result beside the
-    data under a fingerprint of all it depends on: a second run (another fold of the protocol, a
-    resumed run) reads it back at once.
-    """
-    key = [
-        TOKENS_VERSION,
-        dataset._fingerprint,
-        model.config.base_model,
-        model.config.bf16_inference,
-        *(["onnxruntime"] if model.config.backbone_engine == "onnxruntime" else []),  # torch: keys as before
-        processor.to_json_string(),
-        view,
-        [seed, augment_key] if view else None,
-    ]
-    fingerprint = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:32]
-    model.eval()
-
-    def embed(batch: dict, rows: list[int]) -> dict:
-        images = [image.convert("RGB") for image in batch["image"]]
-        if view:
-            random.seed(f"{seed}-{view}-{rows[0]}")
-            torch.manual_seed(hash((seed, view, rows[0])) % 2**31)
-            images = [augment(image) for image in images]
-        pixels = processor(images=images, return_tensors="pt")["pixel_values"].to(model.device)
-        with torch.inference_mode():
-            tokens = model.block_tokens(pixels, bf16=fast_bf16(model))
-        return {key: part.to(torch.float16).cpu().numpy() for key, part in zip(TOKEN_COLUMNS, tokens)}
-
-    tokens = dataset.map(
-        embed,
-        batched=True,
-        batch_size=batch_size,
-        with_indices=True,
-        remove_columns=["image"],
-        new_fingerprint=fingerprint,
-        desc=f"CLIP tokens, {'crops as they are' if not view else f'augmented view {view}'}",
-    )
-    return tokens.with_format("torch", columns=[*TOKEN_COLUMNS, "label"])
-
-
-def view_settings(data_args: DataArguments) -> list[DataArguments]:
-    """The augmentation settings of each augmented view: ``--feature_views`` times the run's own,
-    then one per ``--extra_views`` entry with its ``aug_*=value`` changes."""
-    views = [data_args] * data_args.feature_views
-    for entry in data_args.extra_views:
-        changes = {}
-        for change in entry.split(","):
-            name, _, value = change.partition("=")
-            name = name.strip()
-            if not name.startswith("aug_") or not hasattr(data_args, name) or not value:
-                raise SystemExit(f"train: error: --extra_views: {change!r} is not aug_SETTING=VALUE.")
-            kind = type(getattr(data_args, name))
-            try:
-                changes[name] = kind(json.loads(value.strip()))
-            except (ValueError, TypeError):
-                raise SystemExit(f"train: error: --extra_views: {name} needs a {kind.__name__}.") from None
-        views.append(replace(data_args, **changes))
-    return views
-
-
-def token_views(model, processor, dataset, data_args: DataArguments, training_args) -> list[datasets.Dataset]:
-    """The cached tokens of every crop as it is (first) and of each augmented view
-    (``view_settings``), computed where not cached yet."""
-    views = [
-        cache_class_tokens(model, processor, dataset, 0, batch_size=training_args.per_device_eval_batch_size)
-    ]
-    for view, settings in enumerate(view_settings(data_args), start=1):
-        augment = training_augmentation(processor, settings)
-        views.append(
-            cache_class_tokens(
-                model, processor, dataset, view, augment, augment_key(settings), training_args.seed,
-                training_args.per_device_eval_batch_size,
-            )
-        )  # fmt: skip
-    return views
 
 
 def final_scores(
