@@ -38,7 +38,7 @@ from .calibration import (
     fit_calibration,
 )
 from .classifier import THRESHOLD_KEY, FaceClassifier
-from .clip import RealfakeClipForImageClassification, fast_bf16
+from .clip import RealfakeClipForImageClassification, as_cached, fast_bf16
 from .errors import ModelError, RealfakeError
 from .faces import FaceDetector, crop_face
 from .folders import find_images
@@ -280,7 +280,9 @@ def head_inputs(classifier: FaceClassifier, crops: Sequence[Image.Image], batch_
     for start in range(0, len(crops), batch_size):
         batch = crops[start : start + batch_size]
         pixels = classifier.processor(images=list(batch), return_tensors="pt")["pixel_values"]
-        tokens = model.block_tokens(pixels.to(classifier.device), bf16=fast_bf16(model))
+        tokens = [
+            as_cached(t) for t in model.block_tokens(pixels.to(classifier.device), bf16=fast_bf16(model))
+        ]
         parts.append(model.head_norm(model.head_features(*tokens)).float().cpu().numpy())
     return np.concatenate(parts) if parts else np.zeros((0, model.feature_size), dtype=np.float32)
 

@@ -211,6 +211,8 @@ class RealfakeClipForImageClassification(PreTrainedModel):
         backbone's head); ``bf16``: see :meth:`block_tokens`."""
         if class_tokens is None:
             class_tokens, patch_means = self.block_tokens(pixel_values, bf16=bf16)
+            if not torch.is_grad_enabled():  # scoring: the head sees the precision it trained on
+                class_tokens, patch_means = as_cached(class_tokens), as_cached(patch_means)
         features = self.head_features(class_tokens, patch_means)
         if self.training and len(features) == 1:  # a batch of one has no variance to standardise by
             self.head_norm.eval()
@@ -286,6 +288,13 @@ class RealfakeClipForImageClassification(PreTrainedModel):
             elif "lora_" not in key and not key.endswith("position_ids"):
                 raise ModelError(f"The base {self.config.base_model} has no weight for {source}.")
         self.load_state_dict(copied, strict=False)
+
+
+def as_cached(tokens: torch.Tensor) -> torch.Tensor:
+    """Tokens rounded to float16, as train/tokens.py caches them for a frozen backbone's head: a
+    head scores the tokens it was trained on, on every CPU (in float32, not bfloat16, the rounding
+    moved held-out scores by up to 0.002)."""
+    return tokens.to(torch.float16).float()
 
 
 def base_vision_config(base: str) -> CLIPVisionConfig:
