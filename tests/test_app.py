@@ -279,8 +279,10 @@ def test_the_page_in_a_real_browser(three_verdicts_app):
             timeout=60000,
         )
         assert verdict.input_value() == summary(faces)
-        assert verdict.input_value().startswith(
-            "4 faces: 1 looks generated (99%), 1 looks real (>99%), 2 are"
+        assert re.fullmatch(
+            r"4 faces: 1 looks generated \(\S+\), 1 looks real \(>99%\), 2 are uncertain "
+            r"\(\d+% fake, \d+% fake\)\.",
+            verdict.input_value(),
         )
         assert page.locator("#file-says textarea").input_value() == (
             "No provenance data: most sites strip it, so its absence says nothing."
@@ -289,13 +291,13 @@ def test_the_page_in_a_real_browser(three_verdicts_app):
         captions = page.locator("text=/^(real \\S+|fake \\S+|uncertain \\S+ fake)$/")
         captions.first.wait_for(timeout=30000)
         colours = {
-            caption.inner_text(): caption.evaluate("e => getComputedStyle(e).backgroundColor")
-            for caption in captions.all()
+            shown.inner_text(): shown.evaluate("e => getComputedStyle(e).backgroundColor")
+            for shown in captions.all()
         }
         assert sorted(colours) == sorted(caption(face) for face in faces)
-        for caption, colour in colours.items():
-            red, green, blue = COLOURS[caption.split()[0]]
-            assert colour.startswith(f"rgba({red}, {green}, {blue},"), (caption, colour)
+        for text, colour in colours.items():
+            red, green, blue = COLOURS[text.split()[0]]
+            assert colour.startswith(f"rgba({red}, {green}, {blue},"), (text, colour)
         page.get_by_text("Explain: what pushed each score towards fake").click()
         page.get_by_role("button", name="Explain", exact=True).click()
         page.wait_for_function("() => document.querySelectorAll('#heatmaps img').length >= 8", timeout=120000)
