@@ -146,11 +146,53 @@ def source_weights(sources: Sequence[str]) -> np.ndarray:
     return weights * len(weights) / weights.sum()
 
 
-def fit_head(features: np.ndarray, labels: np.ndarray, sources: Sequence[str], C: float):
-    """A logistic regression on standardised head inputs, every source weighted alike."""
-    from sklearn.linear_model import LogisticRegression
+@dataclass(frozen=True)
+class Head:
+    """A linear head on standardised inputs: P(fake) = sigmoid(features @ weight + bias), raw."""
 
-    return LogisticRegression(C=C, max_iter=3000).fit(features, labels, source_weights(sources))
+    weight: np.ndarray
+    bias: float
+
+    def raw(self, features: np.ndarray) -> np.ndarray:
+        return _sigmoid(np.asarray(features, dtype=np.float64) @ self.weight + self.bias)
+
+    @classmethod
+    def of(cls, classifier: FaceClassifier) -> Head:
+        """A realfake CLIP model's own head, as one logit (fake minus real)."""
+        weight = classifier.model.classifier.weight.detach().double().numpy()
+        bias = classifier.model.classifier.bias.detach().double().numpy()
+        fake = classifier.model.config.label2id.get("fake", 1)
+        return cls(weight[fake] - weight[1 - fake], float(bias[fake] - bias[1 - fake]))
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+def fit_head(
+    features: np.ndarray, labels: np.ndarray, sources: Sequence[str], C: float, prior: Head | None = None
+) -> Head:
+    """A logistic regression on standardised head inputs, every source weighted alike, with an L2
+    penalty that pulls the weights towards ``prior`` (the head being adapted, so that a few new faces
+    move it only where they must), or towards zero without one (scikit-learn's objective):
+    C * sum_i weight_i * log-loss_i + |w - prior|^2 / 2, the bias not penalised."""
+    from scipy.optimize import minimize
+
+    x, y = np.asarray(features, dtype=np.float64), np.asarray(labels, dtype=np.float64)
+    scale = C * source_weights(sources)
+    anchor = np.zeros(x.shape[1]) if prior is None else np.asarray(prior.weight, dtype=np.float64)
+
+    def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        w, b = theta[:-1], theta[-1]
+        z = x @ w + b
+        gap = w - anchor
+        loss = float(np.sum(scale * (np.logaddexp(0.0, z) - y * z)) + 0.5 * gap @ gap)
+        residual = scale * (_sigmoid(z) - y)
+        return loss, np.concatenate([x.T @ residual + gap, [residual.sum()]])
+
+    start = np.concatenate([anchor, [0.0 if prior is None else prior.bias]])
+    fit = minimize(objective, start, jac=True, method="L-BFGS-B", options={"maxiter": 5000})
+    return Head(fit.x[:-1], float(fit.x[-1]))
 
 
 @dataclass
@@ -175,11 +217,12 @@ def refit(
     max_fpr: float = MAX_FPR,
     folds: int = FOLDS,
     seed: int = 0,
+    prior: Head | None = None,
 ) -> Refit:
     """Fit the head again on the memory's training crops and the ``new`` faces (each entry: the
     standardised inputs of one folder's faces, its label, its source name), and its calibration,
     decision threshold and verdict thresholds on scores no head was fitted on (see the module
-    docstring)."""
+    docstring). ``prior``: the head being adapted, which the new one is pulled towards."""
     trained, held = memory.part(held_out=False), memory.part(held_out=True)
     if not len(held) or len(set(held.labels.tolist())) < 2:
         raise ModelError("The model's adaptation memory has no held-out real and fake crops to calibrate on.")
@@ -202,15 +245,17 @@ def refit(
             np.concatenate([trained.labels, new_y[~test]]),
             [*trained.sources, *(s for s, t in zip(new_sources, test) if not t)],
             C,
+            prior,
         )
-        raw_new[test] = head.predict_proba(new_x[test])[:, 1]
+        raw_new[test] = head.raw(new_x[test])
     head = fit_head(
         np.concatenate([trained.features, new_x]),
         np.concatenate([trained.labels, new_y]),
         [*trained.sources, *new_sources],
         C,
+        prior,
     )
-    raw_held = head.predict_proba(held.features)[:, 1]
+    raw_held = head.raw(held.features)
     raw = np.concatenate([raw_held, raw_new])
     labels = np.concatenate([held.labels, new_y])
     groups = [*held.sources, *new_sources]
@@ -224,8 +269,8 @@ def refit(
     for x, label, source in new:
         grown = grown.add(x, label, source)
     return Refit(
-        weight=head.coef_[0].astype(np.float32),
-        bias=float(head.intercept_[0]),
+        weight=head.weight.astype(np.float32),
+        bias=head.bias,
         calibration=calibration,
         threshold=threshold,
         bands=bands,
@@ -361,7 +406,8 @@ def adapt_model(
     before = [classifier.fake_from_logits(_logits(classifier, x)).numpy() for x, _, _ in new]
     held = memory.part(held_out=True)
     before_held = classifier.fake_from_logits(_logits(classifier, held.features)).numpy()
-    result = refit(memory, new, C=float(C or settings.get("C", DEFAULT_C)), seed=seed)
+    prior = Head.of(classifier) if settings.get("prior", True) else None
+    result = refit(memory, new, C=float(C or settings.get("C", DEFAULT_C)), seed=seed, prior=prior)
     old_calibration = classifier.calibration or Calibration()
     old_bands = classifier.verdict_thresholds()
     real_held = held.labels == 0
@@ -431,3 +477,44 @@ def write_model(classifier: FaceClassifier, result: Refit, output: Path, figures
     classifier.processor.save_pretrained(output)
     result.memory.save(output)
     (output / RESULTS_FILE).write_text(json.dumps(figures, indent=2) + "\n")
+    add_to_card(output / "README.md", figures)
+
+
+CARD_HEADING = "## Adapted with `realfake adapt`"
+
+
+def _shares_text(shares: dict) -> str:
+    return ", ".join(f"{share:.1%} {verdict}" for verdict, share in shares.items() if share is not None)
+
+
+def add_to_card(card: Path, figures: dict) -> None:
+    """Say in the model card what this adapt run taught the model and what it measured (one entry
+    per run, in a section before the card's first one, which still describe the model it came from)."""
+    lines = []
+    for name, entry in figures["new_faces"].items():
+        lines.append(
+            f"- `{name}`: {entry['n']} {entry['label']} faces. Judged before: {_shares_text(entry['before'])}; "
+            f"after, each by a head fitted without it: {_shares_text(entry['after (cross-fitted)'])}."
+        )
+    real, bands = figures["held_out_real"], figures["verdict_thresholds"]
+    lines.append(
+        f"- Held-out real faces of the sources the model trained on ({real['n']}): before "
+        f"{_shares_text(real['before'])}; after {_shares_text(real['after'])}. Verdicts now: fake from "
+        f"P(fake) {bands['fake_at_least']:.3f}, real up to {bands['real_at_most']:.3f}."
+    )
+    entry = "\n".join(lines)
+    text = card.read_text() if card.is_file() else "# Real or generated face classifier\n"
+    if f"\n{CARD_HEADING}\n" in text:
+        before, _, rest = text.partition(f"\n{CARD_HEADING}\n")
+        section, sep, after = rest.partition("\n## ")
+        text = f"{before}\n{CARD_HEADING}\n{section.rstrip()}\n{entry}\n\n{sep and '## '}{after}"
+    else:
+        intro = (
+            "This model was adapted to generators it had not seen by `python -m realfake adapt` (its head "
+            "fitted again on its adaptation memory and the new faces, and calibrated again; "
+            f"figures in `{RESULTS_FILE}`). The later sections describe the model it was adapted from."
+        )
+        body = f"{CARD_HEADING}\n\n{intro}\n\n{entry}\n"
+        before, sep, after = text.partition("\n## ")
+        text = f"{before.rstrip()}\n\n{body}\n{sep and '## '}{after}" if sep else f"{text.rstrip()}\n\n{body}"
+    card.write_text(text)

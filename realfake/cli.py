@@ -292,7 +292,9 @@ def run_adapt(args: argparse.Namespace) -> int:
     bars: dict[str, tqdm] = {}
 
     def progress(folder: str, done: int, total: int) -> None:
-        bar = bars.setdefault(folder, _progress(total, f"faces in {folder}"))
+        if folder not in bars:
+            bars[folder] = _progress(total, f"faces in {folder}")
+        bar = bars[folder]
         bar.update(done - bar.n)
 
     try:

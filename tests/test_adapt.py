@@ -14,7 +14,7 @@ from test_clip import clip_args, clip_base  # noqa: F401  (the module's CLIP bas
 from test_train import crops  # noqa: F401  (the module's crops fixture)
 
 import realfake
-from realfake.adapt import MEMORY_FILE, MEMORY_KEY, RESULTS_FILE, Memory, refit
+from realfake.adapt import CARD_HEADING, MEMORY_FILE, MEMORY_KEY, RESULTS_FILE, Memory, refit
 from realfake.classifier import FaceClassifier
 from realfake.errors import RealfakeError
 from train import train
@@ -96,6 +96,9 @@ def test_adapt_writes_a_model_that_catches_the_new_generator(trained, new_genera
     assert done.returncode == 0, done.stderr
     assert len(Memory.load(again / MEMORY_FILE)) == len(memory) + counts["faces"]
     assert f"Wrote {again}" in done.stdout
+    card = (again / "README.md").read_text()  # one section, an entry per adapt run, before the rest
+    assert card.count(CARD_HEADING) == 1 and card.count("faces. Judged before:") == 2
+    assert card.index(CARD_HEADING) < card.index("## Training")
 
 
 def test_refit_calibrates_on_scores_no_head_was_fitted_on():

@@ -26,20 +26,23 @@ from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from realfake.adapt import DEFAULT_C, Memory, memory_rows, refit  # noqa: E402
+from realfake.adapt import DEFAULT_C, Head, Memory, memory_rows, refit  # noqa: E402
 from train import protocol, train  # noqa: E402
 from train.families import FAMILIES  # noqa: E402
 from train.probe_heads import CachedTokens, probe_fold  # noqa: E402
 
 
-def fold_curve(cache: CachedTokens, features, fold: str, ks, repeats: int, C: float, head_C: float) -> dict:
+def fold_curve(
+    cache: CachedTokens, features, fold: str, ks, repeats: int, C: float, head_C: float, prior: bool
+) -> dict:
     """One generator fold's k-shot figures (means over the repeats) and the worst repeat's."""
     family = protocol.GENERATOR_FOLDS[fold][0]
     heldout, _ = protocol.fold_split(fold, cache.config)
     train_rows, eval_rows = cache.split(heldout)
     labels, sources = cache.labels, np.asarray(cache.dataset["source"])
     weights = np.array(train.source_weights(cache.dataset, train_rows, cache.data_args.balance_classes))
-    _, scaler = probe_fold(features, labels, weights, train_rows, eval_rows, head_C)
+    _, scaler, fold_head = probe_fold(features, labels, weights, train_rows, eval_rows, head_C)
+    start = Head(fold_head.coef_[0], float(fold_head.intercept_[0])) if prior else None
     standard = scaler.transform(features[0])
     rows, held = memory_rows(sources, train_rows, eval_rows["random"], seed=cache.seed)
     memory = Memory(standard[rows], labels[rows], sources[rows].tolist(), held)
@@ -57,12 +60,11 @@ def fold_curve(cache: CachedTokens, features, fold: str, ks, repeats: int, C: fl
             others = np.setdiff1d(family_fakes, shots)
             started = time.perf_counter()
             new = [(standard[shots], 1, f"adapt:{family}")] if k else []
-            result = refit(memory, new, C=C, seed=repeat)
+            result = refit(memory, new, C=C, seed=repeat, prior=start)
             seconds = time.perf_counter() - started
 
             def judged(chosen, result=result):
-                raw = 1 / (1 + np.exp(-(standard[chosen] @ result.weight + result.bias)))
-                return result.calibration(raw)
+                return result.calibration(Head(result.weight, result.bias).raw(standard[chosen]))
 
             p_others, p_reals = judged(others), judged(reals)
             auc = roc_auc_score([1] * len(others) + [0] * len(reference), [*p_others, *judged(reference)])
@@ -128,6 +130,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--C", type=float, default=DEFAULT_C, help="the refit's inverse L2 strength")
     parser.add_argument("--head_C", type=float, default=0.01, help="the fold head's, as probe_heads")
     parser.add_argument("--views", type=int, help="the fold head trains on the first N cached views")
+    parser.add_argument(
+        "--no_prior", action="store_true", help="pull the refit towards zero, not towards the fold's own head"
+    )
     parser.add_argument("--output", type=Path, help="a JSON file for the figures")
     args = parser.parse_args(argv)
     cache = CachedTokens.load(args.config, args.views)
@@ -135,10 +140,13 @@ def main(argv: list[str] | None = None) -> dict:
     for spec in args.heads:
         features = cache.features(spec)
         results[spec] = {
-            fold: fold_curve(cache, features, fold, args.k, args.repeats, args.C, args.head_C)
+            fold: fold_curve(
+                cache, features, fold, args.k, args.repeats, args.C, args.head_C, not args.no_prior
+            )
             for fold in args.folds or protocol.GENERATOR_FOLDS
         }
-        print(f"\n## {spec} (refit C={args.C}, {len(cache.tokens)} views, {args.repeats} draws)\n")
+        prior = "towards zero" if args.no_prior else "towards the fold's head"
+        print(f"\n## {spec} (refit C={args.C}, {prior}, {len(cache.tokens)} views, {args.repeats} draws)\n")
         print(format_curves(results[spec]), flush=True)
     if args.output:
         args.output.write_text(json.dumps(results, indent=2))

@@ -68,16 +68,27 @@ def main(argv: list[str] | None = None) -> Memory:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", type=Path, required=True, help="the recipe the model was trained with")
     parser.add_argument("--model", type=Path, required=True, help="the model folder to add the memory to")
+    parser.add_argument(
+        "--exclude_sources",
+        nargs="+",
+        default=[],
+        help="sources the model never trained on (data that came after it): kept out of the memory",
+    )
     args = parser.parse_args(argv)
     model_args, data_args, training_args = train.parse_args(["--config", str(args.config)])
     model = RealfakeClipForImageClassification.from_pretrained(args.model)
     _, processor = train.build_model(model_args)
     dataset, _ = train.load_data(data_args)
     train_rows, eval_rows = train.split_rows(dataset, data_args, training_args.seed)
+    sources = dataset["source"]
+    train_rows, held_out_rows = (
+        [row for row in rows if sources[row] not in args.exclude_sources]
+        for rows in (train_rows, eval_rows["random"])
+    )
     tokens = cache_class_tokens(
         model, processor, dataset, 0, batch_size=training_args.per_device_eval_batch_size
     )
-    memory = write_memory(model, tokens, dataset, train_rows, eval_rows["random"], args.model)
+    memory = write_memory(model, tokens, dataset, train_rows, held_out_rows, args.model)
     config_path = args.model / "config.json"
     config = json.loads(config_path.read_text())
     config[MEMORY_KEY] = model.config.to_dict()[MEMORY_KEY]

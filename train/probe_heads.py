@@ -128,9 +128,9 @@ class CachedTokens:
 
 def probe_fold(
     features, labels, weights, train_rows, eval_rows, C: float
-) -> tuple[dict[str, np.ndarray], StandardScaler]:
+) -> tuple[dict[str, np.ndarray], StandardScaler, LogisticRegression]:
     """Fit one head on the training rows of every view; P(fake) of each validation set's crops as
-    they are (view 0), and the standardisation the head reads through."""
+    they are (view 0), the standardisation the head reads through, and the head."""
     train_x = np.concatenate([view[train_rows] for view in features])
     train_y = np.tile(labels[train_rows], len(features))
     sample_weight = None if weights is None else np.tile(weights, len(features))
@@ -140,7 +140,7 @@ def probe_fold(
         name: head.predict_proba(scaler.transform(features[0][rows]))[:, 1]
         for name, rows in eval_rows.items()
     }
-    return scores, scaler
+    return scores, scaler, head
 
 
 def novelty_p_values(
@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> dict:
                 if balance
                 else None
             )
-            scores, scaler = probe_fold(features, labels, weights, train_rows, eval_rows, args.C)
+            scores, scaler, _ = probe_fold(features, labels, weights, train_rows, eval_rows, args.C)
             threshold = train.decision_threshold(
                 scores["random"], labels[eval_rows["random"]], data_args.threshold_max_fpr
             )
