@@ -51,7 +51,10 @@ MEMORY_KEY = "realfake_adapt"  # {"file": MEMORY_FILE, "C": ...}
 MEMORY_FILE = "adapt_memory.safetensors"
 RESULTS_FILE = "adapt.json"
 PER_SOURCE = 64  # training crops a source keeps in the memory
-HELD_OUT_PER_SOURCE = 32  # held-out crops a source keeps for calibration
+# Held-out crops a source keeps for calibration: 100 real ones let the rule "at most 1% of real faces
+# called fake" hold within each real source, as in training (realfake.calibration).
+HELD_OUT_REAL = 100
+HELD_OUT_FAKE = 50
 DEFAULT_C = 0.01  # inverse L2 strength of the head's logistic regression
 MAX_FPR = 0.02  # the decision threshold keeps at most this share of real faces above it
 MIN_FACES = 5
@@ -119,21 +122,26 @@ class Memory:
 
 def memory_rows(
     sources: Sequence[str],
+    labels: Sequence[int],
     train_rows: Sequence[int],
     held_out_rows: Sequence[int],
     per_source: int = PER_SOURCE,
-    held_out_per_source: int = HELD_OUT_PER_SOURCE,
+    held_out_real: int = HELD_OUT_REAL,
+    held_out_fake: int = HELD_OUT_FAKE,
     seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The rows a memory keeps: up to ``per_source`` training rows and ``held_out_per_source``
-    held-out rows (never trained on) of every source, drawn at random; and which are held out."""
+    """The rows a memory keeps, drawn at random: up to ``per_source`` training rows of every source,
+    and up to ``held_out_real`` (``held_out_fake``) held-out rows, never trained on, of every real
+    (fake) source; and which are held out."""
     rng = np.random.default_rng(seed)
-    sources = np.asarray(sources)
+    sources, labels = np.asarray(sources), np.asarray(labels)
     chosen, held = [], []
-    for rows, cap, flag in ((train_rows, per_source, False), (held_out_rows, held_out_per_source, True)):
+    for rows, flag in ((train_rows, False), (held_out_rows, True)):
         rows = np.asarray(rows, dtype=int)
         for source in sorted(set(sources[rows])):
-            picked = rng.permutation(rows[sources[rows] == source])[:cap]
+            mine = rows[sources[rows] == source]
+            cap = per_source if not flag else held_out_fake if labels[mine[0]] else held_out_real
+            picked = rng.permutation(mine)[:cap]
             chosen += picked.tolist()
             held += [flag] * len(picked)
     return np.asarray(chosen, dtype=int), np.asarray(held, dtype=bool)

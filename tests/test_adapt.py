@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import datasets
 import numpy as np
 import pytest
 from conftest import FIXTURES, NO_FACE, REAL_FACES, run_cli
@@ -18,6 +19,7 @@ from realfake.adapt import CARD_HEADING, MEMORY_FILE, MEMORY_KEY, RESULTS_FILE, 
 from realfake.classifier import FaceClassifier
 from realfake.errors import RealfakeError
 from train import train
+from train.calibrate import CALIBRATION_SHARE, in_calibration_share
 
 PHOTOS = [*REAL_FACES, FIXTURES / "portraits-1024-1.jpg"]
 
@@ -49,14 +51,23 @@ def face_crops(detector, path):
     return detector._crops([image] * len(found), [face.box for face in found])
 
 
-def test_a_head_trained_on_cached_tokens_carries_its_memory(trained):
+def test_a_head_trained_on_cached_tokens_carries_its_memory(trained, crops):  # noqa: F811
     config = json.loads((trained / "config.json").read_text())
     assert config[MEMORY_KEY]["file"] == MEMORY_FILE
     memory = Memory.load(trained / MEMORY_FILE)
     assert memory.features.shape[1] == 16 + 16 + 16 + 8  # what the head reads
     assert memory.held_out.any() and (~memory.held_out).any()
     assert {"ffhq", "tpdne"} <= set(memory.sources)
-    assert not {"other-real", "roeishc"} & set(memory.sources)  # held-out sources stay out of it
+    # The held-out sources are never among its training crops; of their files, it keeps for
+    # calibration only those the model's own calibration fitted on (the rest stay a clean test).
+    held_out_sources = np.isin(memory.sources, ["other-real", "roeishc"])
+    assert memory.held_out[held_out_sources].all()
+    crop_set = datasets.load_from_disk(str(crops))
+    assert held_out_sources.sum() == sum(
+        in_calibration_share(file, CALIBRATION_SHARE)
+        for file, source in zip(crop_set["file"], crop_set["source"])
+        if source in ("other-real", "roeishc")
+    )
 
 
 def test_adapt_writes_a_model_that_catches_the_new_generator(trained, new_generator, tmp_path):

@@ -44,7 +44,8 @@ def fold_curve(
     _, scaler, fold_head = probe_fold(features, labels, weights, train_rows, eval_rows, head_C)
     start = Head(fold_head.coef_[0], float(fold_head.intercept_[0])) if prior else None
     standard = scaler.transform(features[0])
-    rows, held = memory_rows(sources, train_rows, eval_rows["random"], seed=cache.seed)
+    # The fold's held-out files are what it is measured on: its memory calibrates on the random split.
+    rows, held = memory_rows(sources, labels, train_rows, eval_rows["random"], seed=cache.seed)
     memory = Memory(standard[rows], labels[rows], sources[rows].tolist(), held)
     tested = np.asarray(eval_rows["heldout"])
     fakes, references = FAMILIES[family]

@@ -5,8 +5,8 @@
 train/train.py writes the memory beside every head it trains on cached tokens; this script writes it
 for a model folder trained before that (the bundled one), from the same config's split and cached
 tokens: the head's standardised inputs for a sample of the training crops of every source (crops as
-they are) and of the random validation split's crops, which no head trained on (see
-:mod:`realfake.adapt`).
+they are) and of the validation crops its calibration fitted on (the random split and half the
+held-out files), which no head trained on, less the config's calibration_exclude (see :mod:`realfake.adapt`).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from realfake.adapt import DEFAULT_C, MEMORY_FILE, MEMORY_KEY, Memory, memory_rows  # noqa: E402
 from realfake.clip import RealfakeClipForImageClassification  # noqa: E402
+from train.calibrate import CALIBRATION_SHARE, in_calibration_share  # noqa: E402
 
 
 @torch.inference_mode()
@@ -37,6 +38,16 @@ def standardised(model: RealfakeClipForImageClassification, tokens, batch_size: 
     return np.concatenate(parts)
 
 
+def calibration_rows(eval_rows: dict, sources, files, exclude, share: float = CALIBRATION_SHARE) -> list[int]:
+    """The validation rows a memory may calibrate on: those the model's own calibration fitted on
+    (the random split and ``share`` of the held-out files, as train/calibrate.py picks them), less
+    the sources that must never be calibrated on (those standing for generators no model saw). The
+    other held-out files stay a clean test of an adapted model."""
+    rows = [*eval_rows["random"]]
+    rows += [row for row in eval_rows.get("heldout", []) if in_calibration_share(files[row], share)]
+    return [row for row in rows if sources[row] not in exclude]
+
+
 def write_memory(
     model: RealfakeClipForImageClassification,
     tokens,
@@ -49,7 +60,7 @@ def write_memory(
     """Sample the memory from the cached tokens (view 0) of ``dataset``'s rows, save it into
     ``folder`` and name it in ``model``'s config (saved by the caller)."""
     sources = dataset["source"]
-    rows, held = memory_rows(sources, train_rows, held_out_rows, seed=seed)
+    rows, held = memory_rows(sources, dataset["label"], train_rows, held_out_rows, seed=seed)
     memory = Memory(
         features=standardised(model, tokens.select(rows.tolist())),
         labels=np.asarray(dataset["label"])[rows],
@@ -81,9 +92,13 @@ def main(argv: list[str] | None = None) -> Memory:
     dataset, _ = train.load_data(data_args)
     train_rows, eval_rows = train.split_rows(dataset, data_args, training_args.seed)
     sources = dataset["source"]
-    train_rows, held_out_rows = (
-        [row for row in rows if sources[row] not in args.exclude_sources]
-        for rows in (train_rows, eval_rows["random"])
+    train_rows = [row for row in train_rows if sources[row] not in args.exclude_sources]
+    held_out_rows = calibration_rows(
+        eval_rows,
+        sources,
+        dataset["file"],
+        [*args.exclude_sources, *data_args.calibration_exclude],
+        data_args.calibration_share,
     )
     tokens = cache_class_tokens(
         model, processor, dataset, 0, batch_size=training_args.per_device_eval_batch_size

@@ -73,7 +73,7 @@ from realfake.metrics import RealFakeMetrics, equal_error_rate, threshold_at_fpr
 from train.augment import training_augmentation  # noqa: E402
 from train.calibrate import NOVELTY_COLUMN, RELIABILITY_FILE, SCORES_FILE, calibrate_run  # noqa: E402
 from train.card import write_model_card  # noqa: E402
-from train.memory import write_memory  # noqa: E402
+from train.memory import calibration_rows, write_memory  # noqa: E402
 from train.prepare import INFO_FILE  # noqa: E402
 from train.tokens import TOKEN_COLUMNS, token_views, uses_cached_tokens, view_settings  # noqa: E402
 
@@ -708,7 +708,14 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
     if trainer.is_world_process_zero():
         write_scores(Path(training_args.output_dir) / SCORES_FILE, dataset, eval_rows, curves)
         if cached:  # what `realfake adapt` refits the head on (before the config is saved)
-            write_memory(model, views[0], dataset, train_rows, eval_rows["random"], training_args.output_dir)
+            held_out = calibration_rows(
+                eval_rows,
+                dataset["source"],
+                dataset["file"],
+                data_args.calibration_exclude,
+                data_args.calibration_share,
+            )
+            write_memory(model, views[0], dataset, train_rows, held_out, training_args.output_dir)
         if model_args.save_fp16:
             model.half()
         trainer.save_model(training_args.output_dir)
