@@ -415,12 +415,15 @@ def adapt_model(
     held = memory.part(held_out=True)
     before_held = classifier.fake_from_logits(_logits(classifier, held.features)).numpy()
     prior = Head.of(classifier) if settings.get("prior", True) else None
-    result = refit(memory, new, C=float(C or settings.get("C", DEFAULT_C)), seed=seed, prior=prior)
+    C = float(C or settings.get("C", DEFAULT_C))
+    result = refit(memory, new, C=C, seed=seed, prior=prior)
     old_calibration = classifier.calibration or Calibration()
     old_bands = classifier.verdict_thresholds()
     real_held = held.labels == 0
     figures = {
         "model": str(model),
+        "C": C,
+        "prior": prior is not None,
         "folders": found,
         "new_faces": {
             name: {
