@@ -11,8 +11,8 @@ peak memory), then scores clean test files with the model before and after:
 Prints per source the shares of the verdicts fake / uncertain / real before and after, and the ROC
 AUC of the new generator's faces against the real test faces.
 
-    python benchmarks/adapt_bench.py ../shared/data/faces --new facechain-portraits --k 25 \\
-        --test kolors-people scut-beauty:0.3 pixabay-portraits:0.3 lfw-news:0.3 unsplash-men:0.3 \\
+    python benchmarks/adapt_bench.py ../shared/data/faces --new facechain-portraits kolors-people \\
+        --k 25 --test scut-beauty:0.3 pixabay-portraits:0.3 lfw-news:0.3 unsplash-men:0.3 \\
         facemask-unmasked:0.3 aaf-ages:0.3 ffhq-1024 sdfd-sd21:0.3 t2i-sfhq:0.3 tpdne-2025
 """
 
@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 
 from realfake import load_detector  # noqa: E402
 from realfake.adapt import adapt_model  # noqa: E402
-from realfake.folders import in_share, labelled_images, read_batches, source_shares  # noqa: E402
+from realfake.folders import in_share, labelled_images, read_batches  # noqa: E402
 from train.calibrate import CALIBRATION_SHARE, in_calibration_share  # noqa: E402
 
 HELD_OUT_SHARE = 0.3  # the share train.py's default config holds out of a source
@@ -72,17 +72,19 @@ def main(argv: list[str] | None = None) -> dict:
     chosen = [pool[i] for i in sorted(rng.permutation(len(pool))[: args.k])]
     taught = {item.path for item in chosen}
     test = [item for item in new if item.path not in taught]
-    for source, share in source_shares(args.test).items():
-        items = labelled_images(args.data_dir, [f"{source}:{share}" if share < 1 else source])
-        # A whole source is a held-out source; its calibration half is what the memory may hold.
-        test += [item for item in items if not in_calibration_share(item.path.name, CALIBRATION_SHARE)]
+    # Of every test source's files (a whole source is a held-out one), the memory may hold the
+    # calibration half: only the other half is tested.
+    items = labelled_images(args.data_dir, args.test)
+    test += [item for item in items if not in_calibration_share(item.path.name, CALIBRATION_SHARE)]
 
     work = Path(tempfile.mkdtemp(prefix="adapt-bench-"))
     try:
         folders = {"fake": chosen}
         if args.real:
             real = [
-                item for item in labelled_images(args.data_dir, args.real) if not in_share(item.path, 0.3)
+                item
+                for item in labelled_images(args.data_dir, args.real)
+                if not in_share(item.path, HELD_OUT_SHARE)
             ]
             folders["real"] = [real[i] for i in sorted(rng.permutation(len(real))[: args.k])]
         for name, items in folders.items():

@@ -64,6 +64,12 @@ def in_calibration_share(file: str, share: float) -> bool:
     return int.from_bytes(digest[:8], "big") / 2**64 < share
 
 
+def fits_calibration(split: str, file: str, source: str, share: float, exclude: Sequence[str]) -> bool:
+    """Whether a validation crop is one the calibration fits on: of the random split (``split``
+    "random") or among ``share`` of the held-out files, and of no source in ``exclude``."""
+    return (split == "random" or in_calibration_share(file, share)) and source not in exclude
+
+
 def read_rows(run_dir: Path) -> list[dict]:
     """The run's validation rows, each with ``raw`` (P(fake) before calibration) and ``y`` (1 = fake)."""
     with open(run_dir / SCORES_FILE, newline="") as file:
@@ -119,8 +125,8 @@ def calibrate_run(
     run_dir = Path(run_dir)
     rows = read_rows(run_dir)
     for row in rows:
-        fit = row["set"] == "random" or in_calibration_share(row["file"], calibration_share)
-        row["calibration"] = "fit" if fit and row["source"] not in exclude else "test"
+        fit = fits_calibration(row["set"], row["file"], row["source"], calibration_share, exclude)
+        row["calibration"] = "fit" if fit else "test"
     fitting = [row for row in rows if row["calibration"] == "fit"]
     testing = [row for row in rows if row["calibration"] == "test"]
 

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from realfake.adapt import DEFAULT_C, MEMORY_FILE, MEMORY_KEY, Memory, memory_rows  # noqa: E402
 from realfake.clip import RealfakeClipForImageClassification  # noqa: E402
-from train.calibrate import CALIBRATION_SHARE, in_calibration_share  # noqa: E402
+from train.calibrate import CALIBRATION_SHARE, fits_calibration  # noqa: E402
 
 
 @torch.inference_mode()
@@ -43,9 +43,12 @@ def calibration_rows(eval_rows: dict, sources, files, exclude, share: float = CA
     (the random split and ``share`` of the held-out files, as train/calibrate.py picks them), less
     the sources that must never be calibrated on (those standing for generators no model saw). The
     other held-out files stay a clean test of an adapted model."""
-    rows = [*eval_rows["random"]]
-    rows += [row for row in eval_rows.get("heldout", []) if in_calibration_share(files[row], share)]
-    return [row for row in rows if sources[row] not in exclude]
+    return [
+        row
+        for split in ("random", "heldout")
+        for row in eval_rows.get(split, [])
+        if fits_calibration(split, files[row], sources[row], share, exclude)
+    ]
 
 
 def write_memory(
