@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--shifts", nargs="+", type=float, default=[1.0, 2.0])
     parser.add_argument("--model", help="default: the bundled model")
+    parser.add_argument("--changed", action="store_true", help="list each face whose verdict changes")
     args = parser.parse_args(argv)
     detector = load_detector(args.model, device="cpu")
     bands = detector.classifier.verdict_thresholds()
@@ -66,6 +67,11 @@ def main(argv: list[str] | None = None) -> dict:
         for i, shift in enumerate(args.shifts):
             at = slice(1 + 4 * i, 5 + 4 * i)
             changes[shift].append((verdicts[at] != verdicts[0], np.abs(scores[at] - scores[0])))
+        if args.changed and (verdicts[1:] != verdicts[0]).any():
+            tqdm.write(
+                f"{item.path.name}: P(fake) {scores[0]:.3f} {verdicts[0]}, moved "
+                + " ".join(f"{score:.3f}" for score in scores[1:])
+            )
     print(f"\n{platform.machine()} {platform.processor() or ''}, {len(changes[args.shifts[0]])} faces, model "
           f"{detector.classifier.name}\n")  # fmt: skip
     print(
