@@ -470,7 +470,9 @@ def start_ray(num_cpus: int | None = None) -> None:
     try:
         import ray
     except ImportError:
-        raise RealfakeError("Batch runs need Ray: pip install 'realfake[batch]' (or 'ray[data]').") from None
+        raise RealfakeError(
+            "Batch runs need Ray: pip install 'ray[data]>=2.55,<3' (the extra realfake[batch])."
+        ) from None
     if ray.is_initialized():
         return
     if os.environ.get("RAY_ADDRESS"):
@@ -543,8 +545,16 @@ def run_batch(
                     or time.monotonic() - since >= shard_seconds
                 ):
                     flush()
-        finally:
+        except BaseException:
             flush()
+            logger.warning(
+                "Stopped after %d of %d photos; they are in %s, and the same command goes on from there.",
+                report.judged,
+                len(todo),
+                out.folder,
+            )
+            raise
+        flush()
     report.seconds = time.perf_counter() - started
     now = out.done_ids()
     report.missing = [i for i in source.ids if i not in now]

@@ -54,10 +54,12 @@ def big_tree(tmp_path_factory, photo_tree) -> Path:
     return root
 
 
-def predicted(model: Path, folder: Path) -> dict[str, dict]:
-    done = run_cli("predict", str(folder), "--json", "--model", str(model))
+@pytest.fixture(scope="module")
+def predicted(tiny_convnext, photo_tree) -> dict[str, dict]:
+    """``predict --json`` on photo_tree, by path below it."""
+    done = run_cli("predict", str(photo_tree), "--json", "--model", str(tiny_convnext))
     assert done.returncode == 1, done.stderr  # the bad files
-    return {Path(obj["path"]).relative_to(folder).as_posix(): obj for obj in json.loads(done.stdout)}
+    return {Path(obj["path"]).relative_to(photo_tree).as_posix(): obj for obj in json.loads(done.stdout)}
 
 
 def as_predict_json(row: dict) -> dict:
@@ -92,13 +94,13 @@ def rows_by_id(output: Path) -> dict[str, dict]:
     return {row["id"]: row for row in rows}
 
 
-def test_a_folder_gives_one_row_per_file_equal_to_predict(tiny_convnext, photo_tree, tmp_path):
+def test_a_folder_gives_one_row_per_file_equal_to_predict(tiny_convnext, photo_tree, predicted, tmp_path):
     out = tmp_path / "run"
     done = run_cli("batch", str(photo_tree), "--output", str(out), "--model", str(tiny_convnext), "--json")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     rows = rows_by_id(out)
-    expected = predicted(tiny_convnext, photo_tree)
+    expected = predicted
     assert set(rows) == set(expected)
     assert report["judged"] == len(rows) == 5 + 4 + 1 + 3 and report["missing"] == []
     assert report["errors"] == 3 and report["faces"] == sum(len(o["faces"]) for o in expected.values())
@@ -178,6 +180,9 @@ def test_a_stopped_run_resumes_and_judges_nothing_twice(tiny_convnext, big_tree,
     _, stderr = first.communicate(timeout=120)
     assert first.returncode == 130, stderr
     assert "realfake: interrupted" in stderr
+    assert (
+        "realfake: Stopped after " in stderr and f"they are in {out}, and the same command goes on" in stderr
+    )
     kept = rows_by_id(out)
     total = len(open_source(str(big_tree)).ids)
     assert 0 < len(kept) < total
@@ -214,7 +219,7 @@ def prepare_hub_dataset(cache: Path, repo: str, files: list[Path]) -> None:
         shutil.copy(prepared, target / prepared.name.replace("x-train", f"{name}-train"))
 
 
-def test_a_hub_dataset_from_a_local_cache_offline(tiny_convnext, photo_tree, tmp_path):
+def test_a_hub_dataset_from_a_local_cache_offline(tiny_convnext, photo_tree, predicted, tmp_path):
     files = sorted(p for p in photo_tree.rglob("*") if p.is_file())
     prepare_hub_dataset(tmp_path / "cache", "realfake-test/profile-photos", files)
     env = {"HF_DATASETS_CACHE": str(tmp_path / "cache" / "datasets"), "HF_HUB_OFFLINE": "1"}
@@ -224,7 +229,7 @@ def test_a_hub_dataset_from_a_local_cache_offline(tiny_convnext, photo_tree, tmp
     assert done.returncode == 0, done.stderr
     rows = rows_by_id(out)
     assert sorted(rows) == sorted(f"train/{i}" for i in range(len(files)))
-    expected = predicted(tiny_convnext, photo_tree)
+    expected = predicted
     for i, file in enumerate(files):
         row, key = rows[f"train/{i}"], file.relative_to(photo_tree).as_posix()
         assert row["path"] == file.name and row["file_bytes"] == file.stat().st_size

@@ -135,7 +135,7 @@ def test_usage_errors_are_one_line(tiny_convnext, tmp_path):
 
 
 def test_help_reads_like_a_manual():
-    for command in ("predict", "evaluate"):
+    for command in ("predict", "evaluate", "batch"):
         done = run_cli(command, "--help")
         assert done.returncode == 0
         for section in ("usage:", "options:", "output:", "exit status:", "examples:"):
@@ -145,7 +145,7 @@ def test_help_reads_like_a_manual():
 def test_help_and_usage_errors_do_not_load_torch():
     script = (
         "import sys, realfake.cli\n"
-        "for argv in (['--help'], ['predict', '--help'], ['predict']):\n"
+        "for argv in (['--help'], ['predict', '--help'], ['predict'], ['batch', '--help']):\n"
         "    try:\n"
         "        realfake.cli.main(argv)\n"
         "    except SystemExit:\n"
