@@ -22,6 +22,7 @@ from realfake.errors import RealfakeError
 
 pytest.importorskip("ray")  # the optional extra; CI installs it, so nothing here is skipped there
 
+COPIES = 3  # of photo_tree in big_tree
 EXAMPLES = sorted((REPO / "examples").glob("*.jpg"))
 BAD = {
     "broken.jpg": lambda p: p.write_bytes(REAL_FACES[0].read_bytes()[:4000]),
@@ -47,9 +48,9 @@ def photo_tree(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def big_tree(tmp_path_factory, photo_tree) -> Path:
-    """photo_tree four times over: long enough to stop or break a run half way."""
+    """photo_tree three times over: long enough to stop or break a run half way."""
     root = tmp_path_factory.mktemp("big")
-    for copy in range(4):
+    for copy in range(COPIES):
         shutil.copytree(photo_tree, root / f"copy{copy}")
     return root
 
@@ -160,7 +161,7 @@ def test_an_actor_killed_while_it_holds_a_batch_loses_nothing(local_ray, tiny_co
     rows = rows_by_id(tmp_path / "run")
     inputs = open_source(str(big_tree)).ids
     assert sorted(rows) == sorted(inputs) and report.missing == [] and report.judged == len(inputs)
-    assert sum(row["error"] is not None for row in rows.values()) == 4 * len(BAD)
+    assert sum(row["error"] is not None for row in rows.values()) == COPIES * len(BAD)
 
 
 def test_a_stopped_run_resumes_and_judges_nothing_twice(tiny_convnext, big_tree, tmp_path):
