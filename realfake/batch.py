@@ -493,6 +493,7 @@ def run_batch(
     shard_rows: int = SHARD_ROWS,
     shard_seconds: float = SHARD_SECONDS,
     on_shard: Callable[[Path, int], None] | None = None,
+    on_start: Callable[[], None] | None = None,
 ) -> BatchReport:
     """Judge every input of ``source`` not yet in ``output`` on Ray Data, and write the rows as shards.
 
@@ -505,6 +506,8 @@ def run_batch(
         batch_size: inputs an actor takes at a time (and redoes if it dies).
         shard_rows, shard_seconds: a shard is written every so many rows or seconds.
         on_shard: called with each shard written and the rows written so far in this run.
+        on_start: called once Ray is up, before any photo is judged (the command line installs its
+            SIGTERM handler there, over Ray's own).
 
     Raises:
         RealfakeError: a bad source or output, or a model that cannot be loaded.
@@ -519,6 +522,8 @@ def run_batch(
     report = BatchReport(out.folder, skipped=len(source.ids) - len(todo), left_out=source.left_out)
     if todo:
         start_ray()
+        if on_start is not None:
+            on_start()
         pending: list[pa.Table] = []
         since = time.monotonic()
 

@@ -379,11 +379,8 @@ def run_base(args: argparse.Namespace) -> int:
 
 def run_batch(args: argparse.Namespace) -> int:
     from .batch import run_batch as batch
-    from .batch import start_ray
 
     model, revision = _model_name(args.model)
-    start_ray()
-    signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's stop keeps what was judged, as Ctrl-C does
     report = batch(
         args.source,
         args.output,
@@ -394,6 +391,8 @@ def run_batch(args: argparse.Namespace) -> int:
         gpus_per_worker=args.gpus_per_worker or 0.0,
         batch_size=args.batch_size,
         shard_rows=args.shard_rows,
+        # a scheduler's stop keeps what was judged, as Ctrl-C does
+        on_start=lambda: signal.signal(signal.SIGTERM, _interrupt),
     )
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))

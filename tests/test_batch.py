@@ -123,9 +123,9 @@ def test_a_folder_gives_one_row_per_file_equal_to_predict(tiny_convnext, photo_t
     assert manifest["model"] == str(tiny_convnext.resolve()) and len(manifest["fingerprint"]) == 64
     shard = next(out.glob("part-*.parquet"))
     assert json.loads(pq.read_schema(shard).metadata[b"realfake"])["fingerprint"] == manifest["fingerprint"]
-    again = run_cli("batch", str(photo_tree), "--output", str(out), "--model", str(tiny_convnext))
-    assert again.returncode == 0, again.stderr
-    assert "Judged 0 photos" in again.stdout and f"Skipped {len(rows)} photos already judged" in again.stdout
+    again = run_batch(str(photo_tree), out, model=str(tiny_convnext))  # all done: Ray is not even started
+    assert (again.judged, again.skipped, again.missing) == (0, len(rows), [])
+    assert f"Skipped {len(rows)} photos already judged in {out}." in again.summary().splitlines()
 
 
 @pytest.fixture(scope="module")
