@@ -229,8 +229,7 @@ def _hub_source(spec: str) -> Source:
     try:
         dataset = datasets.load_dataset(name, split=split)
     except Exception as error:  # datasets raises many kinds for a missing dataset, split or network
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise RealfakeError(f"Cannot load the dataset {name} (split {split}): {first}") from None
+        raise RealfakeError(f"Cannot load the dataset {name} (split {split}): {_reason(error)}") from None
     column = next((key for key, kind in dataset.features.items() if isinstance(kind, datasets.Image)), None)
     if column is None:
         raise RealfakeError(f"The dataset {name} (split {split}) has no image column.")
@@ -317,11 +316,16 @@ def _fetch(row_id: str, path: str) -> tuple[str, str, object, int | None, str | 
         with filesystem.open_input_stream(inner) as stream:
             data = stream.read(MAX_FILE_BYTES + 1)
     except (OSError, ValueError, pa.ArrowException) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        return row_id, path, None, None, f"Cannot fetch {path}: {reason}."
+        return row_id, path, None, None, f"Cannot fetch {path}: {_reason(error)}."
     if len(data) > MAX_FILE_BYTES:
         return row_id, path, None, None, f"The file is over {MAX_FILE_BYTES // 2**20} MB, the limit."
     return row_id, path, data, len(data), None
+
+
+def _reason(error: BaseException) -> str:
+    """The first line of an error's message, or its type where it has none."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _dataset_image(row_id: str, image: dict | None) -> tuple[str, str, object, int | None, str | None]:
@@ -359,14 +363,13 @@ def _row(row_id: str, path: str, size: int | None, result=None, error: str | Non
 
 
 def model_fingerprint(folder: Path) -> str:
-    """sha256 over the names and contents of a model folder's files (sorted), to tell that two
+    """sha256 over the names and sha256 sums of a model folder's files (sorted), to tell that two
     machines hold the same model."""
+    from .base import sha256
+
     digest = hashlib.sha256()
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
-        with open(path, "rb") as file:
-            for block in iter(lambda: file.read(1 << 20), b""):
-                digest.update(block)
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{sha256(path)}\n".encode())
     return digest.hexdigest()
 
 
